@@ -64,3 +64,85 @@ def iou(a: Box, b: Box) -> float:
     inter = ix * iy
     union = a.area + b.area - inter
     return inter / union if union > 0 else 0.0
+
+
+# --- codecs: one per convention -------------------------------------------------------------------
+
+# Qwen2.5-VL's image processor defaults: sides are multiples of 28 (patch 14 x merge 2), area bounded.
+QWEN25_FACTOR = 28
+QWEN25_MIN_PIXELS = 56 * 56
+QWEN25_MAX_PIXELS = 28 * 28 * 1280
+
+
+def smart_resize(height: int, width: int, factor: int = QWEN25_FACTOR, min_pixels: int = QWEN25_MIN_PIXELS,
+                 max_pixels: int = QWEN25_MAX_PIXELS) -> tuple[int, int]:
+    """The (height, width) a Qwen-VL processor resizes an image to (the processor's own formula)."""
+    if max(height, width) / min(height, width) > 200:
+        raise BoxError(f"aspect ratio of {width}x{height} is above 200, which Qwen-VL processors refuse")
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def _scale(values: tuple[float, float, float, float], sx: float, sy: float) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = values
+    return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+
+
+def qwen25_to_canonical(values: tuple[float, float, float, float], width: int, height: int,
+                        input_size: tuple[int, int] | None = None) -> tuple[float, float, float, float]:
+    """Qwen2.5-VL pixels of the resized input -> original pixels. ``input_size`` is (input_w, input_h)
+    from ``image_grid_thw`` when known; otherwise smart_resize with the default limits."""
+    input_w, input_h = input_size or smart_resize(height, width)[::-1]
+    return _scale(values, width / input_w, height / input_h)
+
+
+def canonical_to_qwen25(box: Box, width: int, height: int,
+                        input_size: tuple[int, int] | None = None) -> tuple[float, float, float, float]:
+    input_w, input_h = input_size or smart_resize(height, width)[::-1]
+    return _scale(box.as_tuple(), input_w / width, input_h / height)
+
+
+def rel1000_to_canonical(values: tuple[float, float, float, float], width: int,
+                         height: int) -> tuple[float, float, float, float]:
+    """Qwen2-VL / Qwen3-VL relative 0-1000 -> original pixels."""
+    return _scale(values, width / 1000, height / 1000)
+
+
+def canonical_to_rel1000(box: Box, width: int, height: int) -> tuple[float, float, float, float]:
+    return _scale(box.as_tuple(), 1000 / width, 1000 / height)
+
+
+def labelstudio_to_canonical(x: float, y: float, w: float, h: float, width: int,
+                             height: int) -> tuple[float, float, float, float]:
+    """Label Studio RectangleLabels (percent of the original width and height) -> original pixels."""
+    return (x * width / 100, y * height / 100, (x + w) * width / 100, (y + h) * height / 100)
+
+
+def canonical_to_labelstudio(box: Box, width: int, height: int) -> tuple[float, float, float, float]:
+    return (box.x1 * 100 / width, box.y1 * 100 / height, (box.x2 - box.x1) * 100 / width,
+            (box.y2 - box.y1) * 100 / height)
+
+
+def coco_to_canonical(x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:
+    return (x, y, x + w, y + h)
+
+
+def canonical_to_coco(box: Box) -> tuple[float, float, float, float]:
+    return (box.x1, box.y1, box.x2 - box.x1, box.y2 - box.y1)
+
+
+# Box conventions by name, as a model's configuration names them: (decode to canonical, encode).
+CONVENTIONS = {
+    "qwen25_pixels": (qwen25_to_canonical, canonical_to_qwen25),
+    "rel1000": (rel1000_to_canonical, canonical_to_rel1000),
+    "pixels": (lambda values, width, height: tuple(values), lambda box, width, height: box.as_tuple()),
+}
