@@ -1,0 +1,161 @@
+"""The ``surgreview`` command: serve the app, migrate the database, import data, load the demo pack."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.settings import Settings
+
+cli = typer.Typer(help="SurgReview: clinician review of surgical VLM reasoning.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
+import_cli = typer.Typer(help="Import frames, videos, labels and predictions.", no_args_is_help=True)
+demo_cli = typer.Typer(help="The built-in synthetic demo pack.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(import_cli, name="import")
+cli.add_typer(demo_cli, name="demo")
+
+Dataset = Annotated[str, typer.Option(help="Dataset name, e.g. resgo or cholec80.")]
+Procedure = Annotated[str, typer.Option(help="Procedure, e.g. laparoscopic_cholecystectomy.")]
+Split = Annotated[str | None, typer.Option(help="train, val or test.")]
+Tags = Annotated[list[str] | None, typer.Option("--tag", help="A tag for every imported case (repeatable).")]
+
+
+def _services():  # noqa: ANN202 - imported lazily so `--help` stays fast
+    from app.services import Services
+
+    return Services.from_settings(Settings())
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _finish(summary) -> None:  # noqa: ANN001
+    typer.echo(summary.render())
+    if summary.rejected:
+        raise typer.Exit(code=3)
+
+
+@cli.command()
+def serve(demo: Annotated[bool, typer.Option(help="Load the demo pack first (idempotent).")] = False,
+          host: Annotated[str | None, typer.Option(help="Listen address (default from settings).")] = None,
+          port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None) -> None:
+    """Start the web app (applies migrations first)."""
+    import uvicorn
+
+    from app.main import build_app
+
+    services = _services()
+    if demo:
+        from annotation.demo.load import load_demo_pack
+
+        with services.db.session_scope() as session:
+            typer.echo(load_demo_pack(session, services.frames, services.settings.data_dir / "demo",
+                                      actor=_actor()).render())
+    app = build_app(services)
+    host = host or services.settings.host
+    port = port or services.settings.port
+    typer.echo(f"SurgReview on http://{host}:{port}/ (database {services.db.engine.url.render_as_string()})")
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION."""
+    from db.engine import make_engine
+    from db.migrate import current_revision, upgrade
+
+    engine = make_engine(Settings().database_url)
+    upgrade(engine, revision)
+    typer.echo(f"database at revision {current_revision(engine)}")
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Print the database's migration revision."""
+    from db.engine import make_engine
+    from db.migrate import current_revision
+
+    typer.echo(current_revision(make_engine(Settings().database_url)) or "empty (no migrations applied)")
+
+
+@import_cli.command("frames")
+def import_frames_command(paths: list[Path], dataset: Dataset, procedure: Procedure = "laparoscopic_cholecystectomy",
+                          video: Annotated[str | None, typer.Option(help="Video id (default: folder name).")] = None,
+                          split: Split = None, tag: Tags = None) -> None:
+    """Import image files and folders (walked recursively) as cases."""
+    from annotation.importers import CaseMeta, import_frames
+
+    services = _services()
+    meta = CaseMeta(dataset, procedure, video=video, split=split, tags=tuple(tag or ()))
+    with services.db.session_scope() as session:
+        summary = import_frames(session, services.frames, paths, meta, actor=_actor())
+    _finish(summary)
+
+
+@import_cli.command("video")
+def import_video_command(path: Path, dataset: Dataset,
+                         fps: Annotated[float, typer.Option(help="Frames per second to sample (ResGo: 0.2).")],
+                         procedure: Procedure = "laparoscopic_cholecystectomy",
+                         video: Annotated[str | None, typer.Option(help="Video id (default: file stem).")] = None,
+                         split: Split = None, tag: Tags = None) -> None:
+    """Sample a video at FPS and import the frames, keeping frame index and timestamp."""
+    from annotation.importers import CaseMeta, import_video
+
+    services = _services()
+    meta = CaseMeta(dataset, procedure, video=video, split=split, tags=tuple(tag or ()))
+    with services.db.session_scope() as session:
+        summary = import_video(session, services.frames, path, meta, fps=fps,
+                               quality=services.settings.video_frame_quality, actor=_actor())
+    _finish(summary)
+
+
+@import_cli.command("labelme")
+def import_labelme_command(paths: list[Path], dataset: Dataset,
+                           procedure: Procedure = "laparoscopic_cholecystectomy",
+                           split: Split = None, tag: Tags = None) -> None:
+    """Import LabelMe JSON files (rectangles become reference Go Zone boxes) with their frames."""
+    from annotation.importers import CaseMeta
+    from annotation.importers.labelme import import_labelme
+
+    services = _services()
+    meta = CaseMeta(dataset, procedure, split=split, tags=tuple(tag or ()))
+    with services.db.session_scope() as session:
+        summary = import_labelme(session, services.frames, paths, meta, actor=_actor())
+    _finish(summary)
+
+
+@import_cli.command("predictions")
+def import_predictions_command(
+        path: Path,
+        task: Annotated[str | None, typer.Option(help="Task for lines that name none.")] = None,
+        family: Annotated[str | None, typer.Option(help="Model family for new models (qwen2.5-vl, qwen3-vl).")] = None,
+        box_convention: Annotated[str | None, typer.Option(help="qwen25_pixels, rel1000 or pixels.")] = None) -> None:
+    """Import a predictions JSONL (one line per case and model), registering replay models."""
+    from annotation.importers.predictions import import_predictions
+
+    services = _services()
+    defaults = {k: v for k, v in {"family": family, "box_convention": box_convention}.items() if v}
+    with services.db.session_scope() as session:
+        summary = import_predictions(session, path, task=task, model_defaults=defaults, actor=_actor())
+    _finish(summary)
+
+
+@demo_cli.command("load")
+def demo_load() -> None:
+    """Write and import the synthetic demo pack (idempotent)."""
+    from annotation.demo.load import load_demo_pack
+
+    services = _services()
+    with services.db.session_scope() as session:
+        summary = load_demo_pack(session, services.frames, services.settings.data_dir / "demo", actor=_actor())
+    _finish(summary)
+
+
+def main() -> None:
+    cli()
