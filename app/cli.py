@@ -15,6 +15,8 @@ cli = typer.Typer(help="SurgReview: clinician review of surgical VLM reasoning."
 db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
 import_cli = typer.Typer(help="Import frames, videos, labels and predictions.", no_args_is_help=True)
 demo_cli = typer.Typer(help="The built-in synthetic demo pack.", no_args_is_help=True)
+models_cli = typer.Typer(help="The configured models.", no_args_is_help=True)
+cli.add_typer(models_cli, name="models")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(import_cli, name="import")
 cli.add_typer(demo_cli, name="demo")
@@ -155,6 +157,87 @@ def demo_load() -> None:
     with services.db.session_scope() as session:
         summary = load_demo_pack(session, services.frames, services.settings.data_dir / "demo", actor=_actor())
     _finish(summary)
+
+
+@models_cli.command("list")
+def models_list() -> None:
+    """Show the models of the registry file and those registered by imports."""
+    from app.model_catalog import all_specs
+
+    services = _services()
+    with services.db.session_scope() as session:
+        specs = all_specs(session, services.settings)
+    if not specs:
+        typer.echo(f"no models: add [[models]] to {services.settings.model_registry} or import predictions")
+    for spec in specs.values():
+        where = spec.path or spec.url or ""
+        typer.echo(f"{spec.name:<24} {spec.backend:<13} {spec.family:<11} {spec.box_convention:<14} {where}")
+
+
+@models_cli.command("check")
+def models_check(name: Annotated[list[str] | None, typer.Argument(help="Models to check (default: all).")] = None
+                 ) -> None:
+    """Load each model (or connect to its server) and say whether it works."""
+    from app.model_catalog import all_specs
+    from models.backends import BackendError, create_backend
+
+    services = _services()
+    with services.db.session_scope() as session:
+        specs = all_specs(session, services.settings)
+    failures = 0
+    for spec in (specs[n] for n in name) if name else specs.values():
+        try:
+            create_backend(spec).close()
+            typer.echo(f"ok      {spec.name}")
+        except BackendError as exc:
+            failures += 1
+            typer.echo(f"FAILED  {spec.name}: {exc}")
+    raise typer.Exit(code=1 if failures else 0)
+
+
+@cli.command()
+def predict(model: Annotated[str, typer.Option(help="Model name (see `surgreview models list`).")],
+            task: Annotated[str, typer.Option(help="phase, triplet, action, cvs, localization or gozone.")],
+            dataset: Annotated[str | None, typer.Option()] = None,
+            split: Split = None,
+            video: Annotated[str | None, typer.Option()] = None,
+            tag: Tags = None,
+            case: Annotated[list[str] | None, typer.Option(help="A case key (repeatable).")] = None,
+            limit: Annotated[int | None, typer.Option(help="At most this many cases.")] = None,
+            batch_size: Annotated[int, typer.Option(min=1, max=256)] = 4) -> None:
+    """Run MODEL on the matching cases; cached cases are not recomputed; resumable after a crash."""
+    from tqdm import tqdm
+
+    from app.model_catalog import all_specs
+    from db.cases import CaseFilter, find_case_ids
+    from models.backends import BackendError, create_backend
+    from models.prompts import template_for
+    from models.runner import run_predictions
+
+    services = _services()
+    template_for(task)  # an unknown task fails before a model is loaded
+    with services.db.session_scope() as session:
+        specs = all_specs(session, services.settings)
+        ids = find_case_ids(session, CaseFilter(dataset=dataset, split=split, video=video, tags=tuple(tag or ()),
+                                                keys=tuple(case or ()), limit=limit))
+    if model not in specs:
+        raise typer.BadParameter(f"unknown model {model!r}; known: {', '.join(specs) or 'none'}", param_hint="--model")
+    try:
+        backend = create_backend(specs[model])
+    except BackendError as exc:
+        typer.echo(f"cannot load {model}: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    bar = tqdm(total=len(ids), unit="case", desc=f"{model} {task}")
+
+    def show(progress) -> None:  # noqa: ANN001
+        bar.n = progress.cached + progress.predicted + progress.failed
+        bar.refresh()
+
+    progress = run_predictions(services.db, services.frames, backend, task, ids, batch_size=batch_size,
+                               on_progress=show)
+    bar.close()
+    typer.echo(progress.render())
+    raise typer.Exit(code=3 if progress.failed else 0)
 
 
 def main() -> None:

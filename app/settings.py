@@ -32,6 +32,8 @@ class Settings(BaseSettings):
                                      description="JPEG quality of frames sampled from videos.")
     host: str = Field("127.0.0.1", description="Address the web app listens on.")
     port: int = Field(7860, gt=0, lt=65536, description="Port the web app listens on.")
+    model_registry: Path | None = Field(None, description="Model registry TOML ([[models]] tables); default "
+                                        "<data_dir>/models.toml.")
     upgrade_on_start: bool = Field(True, description="Apply database migrations when the app starts.")
 
     @classmethod
@@ -57,6 +59,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.data_dir / 'surgreview.db').as_posix()}"
         if self.frame_store_dir is None:
             self.frame_store_dir = self.data_dir / "frames"
+        if self.model_registry is None:
+            self.model_registry = self.data_dir / "models.toml"
         return self
 
     @property

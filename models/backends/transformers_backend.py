@@ -84,6 +84,12 @@ def _image_only_processor(path: Path) -> Any:
     processor_name = config.get("processor_class") or image_config.get("processor_class")
     image_name = image_config.get("image_processor_type", "")
     processor_cls = getattr(transformers, processor_name or "", None)
+    if processor_cls is None:  # a custom class name: use the processor transformers maps the model type to
+        from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+        model_type = _read_json(path / "config.json").get("model_type", "")
+        processor_name = PROCESSOR_MAPPING_NAMES.get(model_type) or processor_name
+        processor_cls = getattr(transformers, processor_name or "", None)
     image_cls = (getattr(transformers, f"{image_name.removesuffix('Fast')}Pil", None)
                  or getattr(transformers, image_name.removesuffix("Fast"), None))
     if processor_cls is None or image_cls is None:
@@ -120,8 +126,8 @@ class TransformersBackend:
         try:
             self.model = AutoModelForImageTextToText.from_pretrained(
                 path, dtype=DTYPES[spec.dtype], quantization_config=quantization_config(spec.quantization))
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise BackendError(f"cannot load the model in {str(path)!r}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - safetensors, torch and config errors share no base class
+            raise BackendError(f"cannot load the model in {str(path)!r}: {exc.__class__.__name__}: {exc}") from exc
         if spec.adapter is not None:
             self.model = self._with_adapter(_check_folder(spec.adapter, "adapter"))
         self.model.eval()
@@ -177,7 +183,7 @@ class TransformersBackend:
         try:
             inputs = self._inputs(requests)
             with torch.inference_mode():
-                output = self.model.generate(**inputs, **self._generate_kwargs(), **extra)
+                output = self.model.generate(**inputs, **{**self._generate_kwargs(), **extra})
         except (ValueError, RuntimeError, TypeError, IndexError, OSError) as exc:
             message = f"{self.spec.name}: generation failed: {exc.__class__.__name__}: {exc}"
             return [GenerationResult(error=message, key=r.key) for r in requests]
@@ -205,7 +211,7 @@ class TransformersBackend:
         def run() -> None:
             try:
                 with torch.inference_mode():
-                    self.model.generate(**inputs, **self._generate_kwargs(), streamer=streamer, **extra)
+                    self.model.generate(**inputs, **{**self._generate_kwargs(), **extra}, streamer=streamer)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer below
                 failure.append(exc)
                 streamer.end()

@@ -85,3 +85,17 @@ def load(name: str) -> Vocabulary:
 
 def available() -> list[str]:
     return sorted(p.stem for p in _HERE.glob("*.toml"))
+
+
+# Which phase vocabulary a procedure uses when its dataset has none of its own.
+_PROCEDURE_PHASES = {"laparoscopic_cholecystectomy": "resgo", "laparoscopic_gastric_bypass": "multibypass140"}
+
+
+def vocabulary_for(task: str, dataset: str | None = None, procedure: str | None = None) -> Vocabulary:
+    """The phase vocabulary for ``task`` on a case: ResGo A-D for the Go Zone task; otherwise the dataset's
+    own vocabulary when it has phases (cholec80, multibypass140), else the procedure's default."""
+    if task == "gozone":
+        return load("resgo")
+    if dataset and dataset in available() and load(dataset).phases:
+        return load(dataset)
+    return load(_PROCEDURE_PHASES.get(procedure or "", "resgo"))
