@@ -1,0 +1,30 @@
+"""Load the synthetic demo pack through the same importers as real data (idempotent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from annotation.importers import CaseMeta, ImportSummary
+from annotation.importers.labelme import import_labelme
+from annotation.importers.predictions import import_predictions
+from db.frames import FrameStore
+
+DEMO_DATASET = "demo"
+# The demo videos split like ResGo: by video, never by frame.
+DEMO_SPLITS = {"demo_vid01": "train", "demo_vid02": "test"}
+
+
+def load_demo_pack(session: Session, store: FrameStore, folder: Path, *, actor: str = "system") -> ImportSummary:
+    """Write the demo files under ``folder`` and import frames, reference labels and the three models' outputs."""
+    from annotation.demo import write_demo_pack
+
+    files = write_demo_pack(Path(folder))
+    summary = ImportSummary("demo pack")
+    for video_dir in sorted(p for p in files.frames_dir.iterdir() if p.is_dir()):
+        meta = CaseMeta(DEMO_DATASET, video=video_dir.name, split=DEMO_SPLITS.get(video_dir.name),
+                        tags=("synthetic",))
+        summary.merge(import_labelme(session, store, [video_dir], meta, actor=actor))
+    summary.merge(import_predictions(session, files.predictions, actor=actor))
+    return summary

@@ -1,0 +1,108 @@
+"""The `surgreview` command as a user runs it: a data folder from the environment, summaries on stdout."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from app.cli import cli
+from db.engine import Database
+from db.schema import Case, Label, Prediction
+from tests.conftest import make_image_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("SURGREVIEW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("SURGREVIEW_DATABASE_URL", raising=False)
+    return tmp_path / "data"
+
+
+def _count(data_dir: Path, model) -> int:  # noqa: ANN001
+    database = Database.from_url(f"sqlite:///{data_dir / 'surgreview.db'}")
+    with database.session_scope() as session:
+        count = session.scalar(select(func.count()).select_from(model))
+    database.dispose()
+    return count
+
+
+def test_db_upgrade_and_current(data_dir):
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "current"]).output.strip() == "empty (no migrations applied)"
+    result = runner.invoke(cli, ["db", "upgrade"])
+    assert result.exit_code == 0 and "revision 0001" in result.output
+    assert runner.invoke(cli, ["db", "current"]).output.strip() == "0001"
+
+
+def test_import_frames_prints_the_summary_and_exits_3_on_rejections(data_dir, tmp_path):
+    folder = tmp_path / "in" / "video07"
+    folder.mkdir(parents=True)
+    (folder / "frame_000250.png").write_bytes(make_image_bytes(seed=3))
+    (folder / "frame_000500.png").write_bytes(b"")
+    result = CliRunner().invoke(cli, ["import", "frames", str(tmp_path / "in"), "--dataset", "cholec80",
+                                      "--split", "test", "--tag", "night"])
+    assert result.exit_code == 3, result.output
+    assert "1 imported, 0 skipped as duplicate, 1 rejected" in result.output
+    assert "video07/frame_000500.png: the file is empty" in result.output
+    again = CliRunner().invoke(cli, ["import", "frames", str(tmp_path / "in"), "--dataset", "cholec80"])
+    assert "0 imported, 1 skipped as duplicate" in again.output
+    assert _count(data_dir, Case) == 1
+
+
+def test_a_bad_split_is_a_clear_error(data_dir, tmp_path):
+    result = CliRunner().invoke(cli, ["import", "frames", str(tmp_path), "--dataset", "x", "--split", "holdout"])
+    assert result.exit_code != 0
+    assert "split must be one of train, val, test" in str(result.exception)
+
+
+def test_demo_load_is_idempotent(data_dir):
+    runner = CliRunner()
+    first = runner.invoke(cli, ["demo", "load"])
+    assert first.exit_code == 0, first.output
+    counts = (_count(data_dir, Case), _count(data_dir, Label), _count(data_dir, Prediction))
+    assert counts == (16, 16, 96)
+    second = runner.invoke(cli, ["demo", "load"])
+    assert second.exit_code == 0 and "0 imported" in second.output
+    assert (_count(data_dir, Case), _count(data_dir, Label), _count(data_dir, Prediction)) == counts
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_with_the_demo_pack_answers_on_loopback(data_dir):
+    """The README's first command, minus the install: the app starts, migrates, loads the demo and serves."""
+    port = _free_port()
+    env = {**os.environ, "SURGREVIEW_DATA_DIR": str(data_dir)}
+    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--demo", "--port", str(port)], env=env,
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up in 120 s"
+            time.sleep(0.5)
+        page = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True, timeout=10)
+        assert page.status_code == 200 and "gradio" in page.text.lower()
+        assert _count(data_dir, Case) == 16
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
