@@ -1,15 +1,23 @@
 """The frame store: images kept by the sha256 of their bytes, validated before anything is written.
 
 Layout under the root: ``ab/abcdef....<ext>`` for the original bytes and ``thumbs/ab/abcdef....jpg``
-for list thumbnails. A frame row is added in the caller's session; files written for a transaction
-that rolls back are removed again, so a failed import leaves neither rows nor files behind.
+for list thumbnails, made on first request (they are derived, and making them at import would cost a
+fifth of the import). A frame row is added in the caller's session; files written for a transaction that
+rolls back are removed again, so a failed import leaves neither rows nor files behind. New files are
+written without a per-file fsync and flushed to disk once, just before the transaction commits, so a
+committed row never points at a file that a crash could lose.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
+import struct
 import warnings
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +31,8 @@ from db.schema import Frame
 # Pillow format name -> file extension. Only real raster formats a frame grabber or LabelMe produces.
 ACCEPTED_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
 _NEW_FILES = "frame_store_new_files"
+# What Pillow raises for a file damaged past its header; its own Image.open reads these as "not this format".
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, TypeError, IndexError, EOFError, struct.error)
 
 
 class ImageRejected(ValueError):
@@ -36,7 +46,6 @@ class ValidatedImage:
     width: int
     height: int
     format: str
-    image: Image.Image
 
     @property
     def extension(self) -> str:
@@ -46,7 +55,7 @@ class ValidatedImage:
 def validate_image(data: bytes, *, max_pixels: int, max_bytes: int) -> ValidatedImage:
     """Check that ``data`` is one whole image of an accepted format within the limits; decode it fully.
 
-    Raises ImageRejected with the reason. The decoded image is returned for thumbnails.
+    Raises ImageRejected with the reason.
     """
     if not data:
         raise ImageRejected("the file is empty (0 bytes)")
@@ -69,13 +78,18 @@ def validate_image(data: bytes, *, max_pixels: int, max_bytes: int) -> Validated
     if width * height > max_pixels:
         raise ImageRejected(
             f"the image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
-    if getattr(image, "n_frames", 1) > 1:
-        raise ImageRejected(f"the file holds {image.n_frames} images; a frame must be a single image")
+    try:
+        n_frames = getattr(image, "n_frames", 1)  # a TIFF walks every directory here
+    except _DECODE_ERRORS as exc:
+        raise ImageRejected(f"the image is truncated or corrupt ({exc})") from exc
+    if n_frames > 1:
+        raise ImageRejected(f"the file holds {n_frames} images; a frame must be a single image")
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
         raise ImageRejected(f"the image is truncated or corrupt ({exc})") from exc
-    return ValidatedImage(data, hashlib.sha256(data).hexdigest(), width, height, image.format or "", image)
+    image.close()
+    return ValidatedImage(data, hashlib.sha256(data).hexdigest(), width, height, image.format or "")
 
 
 class FrameStore:
@@ -87,6 +101,7 @@ class FrameStore:
         self.thumbnail_size = thumbnail_size
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
+        self._folders: set[Path] = set()
 
     def validate(self, data: bytes) -> ValidatedImage:
         return validate_image(data, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
@@ -98,6 +113,31 @@ class FrameStore:
             raise ImageRejected(f"the file is {size:,} bytes; the limit is {self.max_bytes:,}")
         return self.validate(path.read_bytes())
 
+    def validate_files(self, paths: Iterable[Path], *, workers: int = 2,
+                       ahead: int = 8) -> Iterator[tuple[Path, ValidatedImage | ImageRejected]]:
+        """(path, validated image or the rejection) for each path, in order, validated up to ``ahead`` files
+        in advance on ``workers`` threads: decoding releases the GIL, so it overlaps the caller's writes."""
+        with ThreadPoolExecutor(workers, thread_name_prefix="validate") as pool:
+            pending: deque[tuple[Path, Future]] = deque()
+            for path in paths:
+                pending.append((path, pool.submit(self._validate_or_reject, path)))
+                if len(pending) > ahead:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+
+    def _validate_or_reject(self, path: Path) -> ValidatedImage | ImageRejected:
+        try:
+            return self.validate_file(path)
+        except ImageRejected as exc:
+            return exc
+        except FileNotFoundError:
+            return ImageRejected(f"no such file: {path}")
+        except OSError as exc:
+            return ImageRejected(f"cannot read the file: {exc.strerror or exc}")
+
     def relative_path(self, sha256: str, extension: str) -> str:
         return f"{sha256[:2]}/{sha256}{extension}"
 
@@ -107,6 +147,15 @@ class FrameStore:
     def thumbnail_path(self, frame: Frame) -> Path:
         return self.root / "thumbs" / frame.sha256[:2] / f"{frame.sha256}.jpg"
 
+    def thumbnail(self, frame: Frame) -> Path:
+        """The thumbnail file of ``frame`` (longest side ``thumbnail_size``), made on first request."""
+        path = self.thumbnail_path(frame)
+        if not path.exists():
+            with Image.open(self.path(frame)) as image:
+                image.draft("RGB", (self.thumbnail_size, self.thumbnail_size))  # JPEG: decode at reduced size
+                atomic_write_bytes(path, self._thumbnail(image), durable=False)
+        return path
+
     def read(self, frame: Frame) -> bytes:
         return self.path(frame).read_bytes()
 
@@ -115,8 +164,11 @@ class FrameStore:
         image.load()
         return image
 
-    def put(self, session: Session, image: ValidatedImage) -> tuple[Frame, bool]:
-        """The frame row for ``image``, created (with its files) when new. Returns (frame, created)."""
+    def put(self, session: Session, image: ValidatedImage, *, flush: bool = True) -> tuple[Frame, bool]:
+        """The frame row for ``image``, created (with its files) when new. Returns (frame, created).
+
+        ``flush=False`` leaves a new row to be flushed with the row that refers to it (one round trip less).
+        """
         frame = session.scalar(select(Frame).where(Frame.sha256 == image.sha256))
         if frame is not None:
             if not self.path(frame).exists():  # repair a store that lost a file
@@ -125,18 +177,17 @@ class FrameStore:
         frame = Frame(sha256=image.sha256, width=image.width, height=image.height, format=image.format,
                       size_bytes=len(image.data), path=self.relative_path(image.sha256, image.extension))
         self._write(session, self.path(frame), image.data)
-        self._write(session, self.thumbnail_path(frame), self._thumbnail(image.image))
         session.add(frame)
-        session.flush()
+        if flush:
+            session.flush()
         return frame, True
 
     def discard_new_files(self, session: Session) -> None:
         """Remove the files this session wrote that no committed row refers to yet."""
-        for path in session.info.pop(_NEW_FILES, []):
-            path.unlink(missing_ok=True)
+        _remove_all(session.info.get(_NEW_FILES, []))
 
     def _thumbnail(self, image: Image.Image) -> bytes:
-        thumb = image.convert("RGB") if image.mode != "RGB" else image.copy()
+        thumb = image.convert("RGB")
         thumb.thumbnail((self.thumbnail_size, self.thumbnail_size), Image.Resampling.BILINEAR, reducing_gap=2.0)
         out = io.BytesIO()
         thumb.save(out, "JPEG", quality=85)
@@ -145,13 +196,37 @@ class FrameStore:
     def _write(self, session: Session, path: Path, data: bytes) -> None:
         if path.exists():
             return
-        atomic_write_bytes(path, data)
-        new_files = session.info.setdefault(_NEW_FILES, [])
-        if not new_files:
-            event.listen(session, "after_commit", _forget_new_files, once=True)
-            event.listen(session, "after_rollback", self.discard_new_files, once=True)
-        new_files.append(path)
+        if path.parent not in self._folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(path.parent)
+        atomic_write_bytes(path, data, durable=False, make_parent=False)
+        if _NEW_FILES not in session.info:
+            # Listen for the session's lifetime, not once: every savepoint (one per imported item) fires these
+            # events too, and only the outermost transaction decides whether the files stay.
+            event.listen(session, "before_commit", _sync_new_files)
+            event.listen(session, "after_commit", _forget_new_files)
+            event.listen(session, "after_rollback", _discard_new_files)
+        session.info.setdefault(_NEW_FILES, []).append(path)
+
+
+def _sync_new_files(session: Session) -> None:
+    # One flush of the page cache for the whole transaction instead of one fsync per file.
+    if session.info.get(_NEW_FILES) and not session.in_nested_transaction():
+        os.sync()
 
 
 def _forget_new_files(session: Session) -> None:
-    session.info.pop(_NEW_FILES, None)
+    if not session.in_nested_transaction():  # a released savepoint can still be rolled back with its parent
+        session.info.get(_NEW_FILES, []).clear()
+
+
+def _discard_new_files(session: Session) -> None:
+    # A rolled-back savepoint keeps the files of its parent; item_scope removes the ones written inside it.
+    if not session.in_nested_transaction():
+        _remove_all(session.info.get(_NEW_FILES, []))
+
+
+def _remove_all(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+    paths.clear()

@@ -85,7 +85,9 @@ class ImportSummary:
 @contextmanager
 def item_scope(session: Session, store: FrameStore, summary: ImportSummary, item: str) -> Iterator[None]:
     """Run one item's writes in a savepoint; a rejection or database error undoes that item only."""
-    written_before = set(session.info.get("frame_store_new_files", []))
+    # The store only appends to this list, so a length marks where this item starts; a set of the paths
+    # would cost time proportional to every file written so far, for every item.
+    written_before = len(session.info.get("frame_store_new_files", []))
     try:
         with session.begin_nested():
             yield
@@ -97,11 +99,11 @@ def item_scope(session: Session, store: FrameStore, summary: ImportSummary, item
         summary.rejected.append((item, f"database refused the item: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"))
 
 
-def _drop_files_since(session: Session, before: set[Path]) -> None:
+def _drop_files_since(session: Session, before: int) -> None:
     new_files = session.info.get("frame_store_new_files", [])
-    for path in [p for p in new_files if p not in before]:
+    for path in new_files[before:]:
         path.unlink(missing_ok=True)
-        new_files.remove(path)
+    del new_files[before:]
 
 
 def add_case(session: Session, store: FrameStore, image: ValidatedImage, meta: CaseMeta, *,
@@ -113,12 +115,16 @@ def add_case(session: Session, store: FrameStore, image: ValidatedImage, meta: C
     key = meta.case_key(fallback_key)
     existing = session.scalar(select(Case).where(Case.key == key))
     if existing is not None:
+        if existing.frame.sha256 != image.sha256:
+            raise ImportRejected(f"case {key} already holds a different image; import it under another "
+                                 "dataset or video name")
         return existing, False
-    frame, _ = store.put(session, image)
-    same_frame = session.scalar(select(Case).where(Case.frame_id == frame.id, Case.dataset == meta.dataset))
-    if same_frame is not None:
-        return same_frame, False
-    case = Case(key=key, frame_id=frame.id, dataset=meta.dataset, procedure=meta.procedure, video=meta.video,
+    frame, created = store.put(session, image, flush=False)
+    if not created:  # a frame that is new to the store cannot be in any case yet
+        same_frame = session.scalar(select(Case).where(Case.frame_id == frame.id, Case.dataset == meta.dataset))
+        if same_frame is not None:
+            return same_frame, False
+    case = Case(key=key, frame=frame, dataset=meta.dataset, procedure=meta.procedure, video=meta.video,
                 frame_index=meta.frame_index, timestamp_s=meta.timestamp_s, split=meta.split,
                 source_name=source_name, tags=[CaseTag(tag=t) for t in sorted(set(meta.tags))])
     session.add(case)

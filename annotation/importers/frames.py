@@ -9,14 +9,13 @@ from sqlalchemy.orm import Session
 
 from annotation.importers.common import (
     CaseMeta,
-    ImportRejected,
     ImportSummary,
     add_case,
     expand_image_paths,
     item_scope,
 )
 from db import audit
-from db.frames import FrameStore
+from db.frames import FrameStore, ImageRejected
 
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
@@ -33,12 +32,14 @@ def import_frames(session: Session, store: FrameStore, sources: list[Path], meta
                   actor: str = "system") -> ImportSummary:
     """Import every image file of ``sources`` (files, or folders walked recursively) as cases."""
     summary = ImportSummary("frames")
-    for root, path in expand_image_paths([Path(s) for s in sources]):
+    found = list(expand_image_paths([Path(s) for s in sources]))
+    roots = dict((path, root) for root, path in found)
+    for path, image in store.validate_files(path for _, path in found):
+        root = roots[path]
         name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
         with item_scope(session, store, summary, name):
-            if not path.is_file():
-                raise ImportRejected(f"no such file: {path}")
-            image = store.validate_file(path)
+            if isinstance(image, ImageRejected):
+                raise image
             video, index = position_from_path(root, path)
             case_meta = meta.with_position(video, index)
             fallback = Path(name).with_suffix("").as_posix()
