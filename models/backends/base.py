@@ -64,7 +64,7 @@ class ModelSpec(BaseModel):
 class GenerationRequest:
     messages: list[dict[str, Any]]
     images: list[Image.Image] = field(default_factory=list)
-    # A key the caller uses to match results (e.g. a case id); backends pass it through.
+    # Passed through to the result. The runner sets (case key, task), which the replay backend looks up.
     key: Any = None
 
 
