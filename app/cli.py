@@ -143,8 +143,12 @@ def import_predictions_command(
 
     services = _services()
     defaults = {k: v for k, v in {"family": family, "box_convention": box_convention}.items() if v}
+    from models.runner import parse_pending
+
     with services.db.session_scope() as session:
         summary = import_predictions(session, path, task=task, model_defaults=defaults, actor=_actor())
+        parsed = parse_pending(session)
+    typer.echo(f"parsed {parsed} predictions")
     _finish(summary)
 
 

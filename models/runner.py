@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from db.engine import Database
 from db.frames import FrameStore
 from db.schema import Case, Frame, Model, Prediction, Run, utcnow
+from db.text import storable
 from models.backends.base import Backend, GenerationRequest, GenerationResult, ModelSpec
 from models.parsing import parse_output
 from models.prompts import TURN_SEPARATOR, PromptContext, PromptTemplate, template_for
@@ -103,7 +104,7 @@ def _requests(store: FrameStore, cases: Sequence[Case], template: PromptTemplate
     for case in cases:
         context = PromptContext(vocabulary=vocabulary_for(template.task, case.dataset, case.procedure))
         requests.append(GenerationRequest(template.first_turn(context), [store.open_image(case.frame)],
-                                          key=case.id))
+                                          key=(case.key, template.task)))
     return requests
 
 
@@ -118,7 +119,7 @@ def _second_turns(backend: Backend, model: Model, template: PromptTemplate, case
         phase = parse_output(result.text, task="phase", box_convention=model.box_convention or "pixels",
                              width=case.frame.width, height=case.frame.height, vocabulary=vocabulary).phase
         messages = template.second_turn(request.messages, result.text, phase, PromptContext(vocabulary))
-        follow_ups.append(GenerationRequest(messages, request.images, key=case.id))
+        follow_ups.append(GenerationRequest(messages, request.images, key=request.key))
         positions.append(i)
     combined = list(first)
     for i, second in zip(positions, backend.generate(follow_ups), strict=True):
@@ -139,7 +140,7 @@ def store_result(session: Session, run: Run, case: Case, result: GenerationResul
     if prediction is None:
         prediction = Prediction(run_id=run.id, case_id=case.id)
         session.add(prediction)
-    prediction.raw_text, prediction.error = result.text, result.error
+    prediction.raw_text, prediction.error = storable(result.text), storable(result.error)
     prediction.latency_ms, prediction.created_at = result.latency_ms, utcnow()
     prediction.prompt_tokens, prediction.completion_tokens = result.prompt_tokens, result.completion_tokens
     if result.error is None:
@@ -158,6 +159,18 @@ def apply_parse(prediction: Prediction, run: Run, case: Case, *,
     if input_size is not None:
         data["input_size"] = list(input_size)
     prediction.parsed, prediction.phase, prediction.answer = data, parsed.phase, parsed.answer
+
+
+def parse_pending(session: Session) -> int:
+    """Parse every stored prediction that has raw text but no parsed form yet (imports of models run
+    elsewhere); returns how many were parsed. Replay predictions have no input size: Qwen2.5-VL pixel boxes
+    are then decoded with the processor's default resize."""
+    pending = session.scalars(select(Prediction).where(Prediction.parsed.is_(None), Prediction.error.is_(None),
+                                                       Prediction.raw_text.is_not(None))).all()
+    for prediction in pending:
+        apply_parse(prediction, prediction.run, prediction.case)
+    session.flush()
+    return len(pending)
 
 
 def predict_batch(session: Session, backend: Backend, run: Run, store: FrameStore,

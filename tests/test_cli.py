@@ -106,3 +106,20 @@ def test_serve_with_the_demo_pack_answers_on_loopback(data_dir):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_demo_pack_is_parsed_on_load(data_dir):
+    """Every demo output is parsed at once: phases, boxes in canonical pixels, warnings where planted."""
+    assert CliRunner().invoke(cli, ["demo", "load"]).exit_code == 0
+    database = Database.from_url(f"sqlite:///{data_dir / 'surgreview.db'}")
+    with database.session_scope() as session:
+        predictions = session.scalars(select(Prediction)).all()
+        assert all(p.parsed is not None for p in predictions)
+        gozone = [p for p in predictions if p.run.task == "gozone"]
+        assert all(p.parsed["boxes"] for p in gozone)
+        assert all(0 <= v <= 854 for p in gozone for b in p.parsed["boxes"] for v in b["box"][::2])
+        surgo = [p for p in gozone if p.run.model.name == "demo-surgo-r1"]
+        assert all(p.phase in "ABCD" and set(p.parsed["rationale"]) == {"location", "exposure", "next_action",
+                                                                       "critical_risk"} for p in surgo)
+        assert any("unclosed <think>" in w for p in predictions for w in p.parsed["warnings"])
+    database.dispose()

@@ -12,7 +12,8 @@ from annotation.importers import predictions
 from annotation.importers.common import CaseMeta
 from annotation.importers.frames import import_frames
 from annotation.importers.predictions import import_predictions, params_sha256
-from db.schema import AuditEvent, Model, Prediction, Run
+from db.frames import FrameStore
+from db.schema import AuditEvent, Case, Model, Prediction, Run
 from tests.conftest import make_image_bytes
 
 CASE_1, CASE_2 = "demo/video01/000001", "demo/video01/000002"
@@ -177,3 +178,19 @@ def test_missing_file_and_bad_defaults(session, tmp_path):
     assert summary.rejected[0][0] == "absent.jsonl" and "cannot read the file" in summary.rejected[0][1]
     with pytest.raises(ValueError, match="model_defaults accepts"):
         import_predictions(session, tmp_path / "absent.jsonl", model_defaults={"backend": "openai"})
+
+
+def test_nul_and_lone_surrogates_in_model_text_are_stored_inert(session, tmp_path):
+    """PostgreSQL refuses NUL in text; the same line must import on every database."""
+    folder = tmp_path / "frames" / "v1"
+    folder.mkdir(parents=True)
+    (folder / "frame_000001.png").write_bytes(make_image_bytes(seed=91))
+    store = FrameStore(tmp_path / "store")
+    import_frames(session, store, [tmp_path / "frames"], CaseMeta("nul"))
+    line = json.dumps({"case": "nul/v1/000001", "model": "m", "task": "phase", "raw": "a\u0000b\ud800c"})
+    path = tmp_path / "p.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    summary = import_predictions(session, path)
+    assert summary.rejected == [] and len(summary.imported) == 1
+    raw = session.scalars(select(Prediction.raw_text).join(Prediction.case).where(Case.key == "nul/v1/000001")).one()
+    assert raw == "a\ufffdb\ufffdc"

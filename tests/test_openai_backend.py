@@ -215,3 +215,15 @@ def test_a_closed_backend_answers_with_errors(server):
     backend.close()
     [result] = backend.generate([ask("hi")])
     assert "closed" in result.error
+
+
+def test_extra_body_fields_reach_the_server(server):
+    spec = ModelSpec(name="qwen3", backend="openai", url=server.url, concurrency=1, max_retries=0,
+                     extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+    backend = create_backend(spec)
+    try:
+        assert backend.generate([GenerationRequest([{"role": "user", "content": "hi"}])])[0].error is None
+    finally:
+        backend.close()
+    assert server.completions[-1].body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert spec.params()["extra_body"] == {"chat_template_kwargs": {"enable_thinking": False}}

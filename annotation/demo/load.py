@@ -10,6 +10,7 @@ from annotation.importers import CaseMeta, ImportSummary
 from annotation.importers.labelme import import_labelme
 from annotation.importers.predictions import import_predictions
 from db.frames import FrameStore
+from models.runner import parse_pending
 
 DEMO_DATASET = "demo"
 # The demo videos split like ResGo: by video, never by frame.
@@ -27,4 +28,5 @@ def load_demo_pack(session: Session, store: FrameStore, folder: Path, *, actor: 
                         tags=("synthetic",))
         summary.merge(import_labelme(session, store, [video_dir], meta, actor=actor))
     summary.merge(import_predictions(session, files.predictions, actor=actor))
+    parse_pending(session)
     return summary

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from annotation.importers.common import ImportRejected, ImportSummary, item_scope
 from db import audit
 from db.schema import TASKS, Case, Model, Prediction, Run, utcnow
+from db.text import storable
 from models.boxes import CONVENTIONS
 
 MAX_LINE_BYTES = 2 * 1024 * 1024
@@ -186,7 +187,7 @@ def _import_line(session: Session, data: bytes | None, path: Path, *, task: str 
     existing = select(Prediction.id).where(Prediction.run_id == run.id, Prediction.case_id == case.id)
     if session.scalar(existing) is not None:
         return False, warnings
-    session.add(Prediction(run_id=run.id, case_id=case.id, raw_text=line.raw, error=line.error,
+    session.add(Prediction(run_id=run.id, case_id=case.id, raw_text=storable(line.raw), error=storable(line.error),
                            latency_ms=line.latency_ms, prompt_tokens=line.prompt_tokens,
                            completion_tokens=line.completion_tokens))
     session.flush()

@@ -52,12 +52,15 @@ class ModelSpec(BaseModel):
     concurrency: int = Field(4, ge=1, le=512)
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(3, ge=0, le=10)
+    # Server-specific request fields, e.g. vLLM's {"chat_template_kwargs": {"enable_thinking": true}}.
+    extra_body: dict[str, Any] = Field(default_factory=dict)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
 
     def params(self) -> dict[str, Any]:
         """What changes a model's output for the same prompt: part of the prediction cache key."""
         return {"generation": self.generation.model_dump(), "adapter": str(self.adapter) if self.adapter else None,
-                "quantization": self.quantization, "dtype": self.dtype, "remote_model": self.remote_model}
+                "quantization": self.quantization, "dtype": self.dtype, "remote_model": self.remote_model,
+                "extra_body": self.extra_body}
 
 
 @dataclass(frozen=True)

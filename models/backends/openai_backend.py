@@ -241,7 +241,7 @@ class OpenAIBackend:
     def _payload(self, request: GenerationRequest, *, stream: bool) -> dict[str, Any]:
         """The JSON body for one request; _CallFailed when its images do not match its image parts."""
         settings = self.spec.generation
-        return {"model": self.spec.remote_model or self.spec.name,
+        return {**self.spec.extra_body, "model": self.spec.remote_model or self.spec.name,
                 "messages": to_openai_messages(request.messages, request.images),
                 "max_tokens": settings.max_new_tokens, "temperature": settings.temperature,
                 "top_p": settings.top_p, "stream": stream}

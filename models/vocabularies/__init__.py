@@ -47,7 +47,7 @@ class Vocabulary:
             return table[key]
         # "Phase B", "(B)", "B." and "B: Dissection ..." name the single-letter id B.
         letter = re.fullmatch(r"\s*(?:phase\s*)?\(?([A-Za-z])\)?[.:)]?(?:\s.*)?", raw.strip(), re.IGNORECASE)
-        if letter and len(self.phases[0].id) == 1:
+        if letter and self.phases and len(self.phases[0].id) == 1:
             candidate = letter.group(1).upper()
             if any(p.id == candidate for p in self.phases):
                 return candidate
