@@ -13,8 +13,12 @@ PORT ?= 7860
 serve: install
 	$(VENV)/bin/surgreview serve --demo --host $(HOST) --port $(PORT)
 
-test: install-test
+test: install-test browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for the end-to-end tests (Playwright drives it; it never downloads a browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 install: $(VENV)/.installed
 

@@ -1,4 +1,9 @@
-"""The web host: FastAPI with the Gradio Blocks app mounted under /app."""
+"""The web host: FastAPI with login in front and the Gradio Blocks app mounted under /app.
+
+Every route is guarded (app/auth.py): the login pages and health check are the only ones open. Each tab is
+a module of app/tabs exposing ``ROLES`` (who sees it) and ``build(services)``; tabs a user's roles do not
+allow are hidden when the page loads, and every handler checks the role again on the server.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +13,37 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
-from fastapi.responses import RedirectResponse  # noqa: E402
 
+from app import auth  # noqa: E402
 from app.services import Services  # noqa: E402
 from app.tabs import home  # noqa: E402
 
 GRADIO_PATH = "/app"
+TABS = [home]
 
 
 def build_blocks(services: Services) -> gr.Blocks:
     with gr.Blocks(title="SurgReview") as blocks:
-        gr.Markdown("# SurgReview")
-        home.build(services)
+        header = gr.Markdown("# SurgReview", elem_id="header")
+        tabs = []
+        for module in TABS:
+            with gr.Tab(module.TITLE, elem_id=f"tab-{module.__name__.rsplit('.', 1)[-1]}") as tab:
+                module.build(services)
+            tabs.append((tab, module.ROLES))
+
+        def show_allowed(request: gr.Request):  # noqa: ANN202
+            actor = auth.actor_for(services, request)
+            visible = [gr.Tab(visible=bool(actor.roles & roles)) for _, roles in tabs]
+            return [gr.Markdown(f"# SurgReview\nSigned in as **{actor.username}** "
+                                f"({', '.join(sorted(actor.roles)) or 'no role'}) · [Sign out](/logout)"),
+                    *visible]
+
+        blocks.load(show_allowed, outputs=[header, *(tab for tab, _ in tabs)])
     return blocks
 
 
 def build_app(services: Services) -> FastAPI:
     app = FastAPI(title="SurgReview", docs_url=None, redoc_url=None, openapi_url=None)
-
-    @app.get("/healthz", include_in_schema=False)
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse(f"{GRADIO_PATH}/")
-
-    return gr.mount_gradio_app(app, build_blocks(services), path=GRADIO_PATH)
+    auth.install(app, services, protected_prefix=GRADIO_PATH)
+    return gr.mount_gradio_app(app, build_blocks(services), path=GRADIO_PATH,
+                               auth_dependency=auth.gradio_user)

@@ -75,13 +75,16 @@ class RunProgress:
 
 def split_cached(session: Session, run: Run, cases: Sequence[Case]) -> tuple[list[Case], list[Case]]:
     """(cases served from the cache, cases still to predict). A good prediction of the same frame in the
-    same run is copied to a case that lacks one; failed predictions are predicted again."""
+    same run is copied to a case that lacks one; failed predictions are predicted again. A replay model's
+    outputs were recorded elsewhere under their own prompt version: any run of it on the task will do."""
     ids = [c.id for c in cases]
     done = {p.case_id: p for p in session.scalars(select(Prediction).where(
         Prediction.run_id == run.id, Prediction.case_id.in_(ids)))}
+    source_runs = (select(Run.id).where(Run.model_id == run.model_id, Run.task == run.task)
+                   if run.model.backend == "replay" else select(Run.id).where(Run.id == run.id))
     frames = {row.frame_id: row for row in session.execute(
         select(Case.frame_id, Prediction).join(Prediction, Prediction.case_id == Case.id).where(
-            Prediction.run_id == run.id, Prediction.error.is_(None),
+            Prediction.run_id.in_(source_runs), Prediction.error.is_(None),
             Case.frame_id.in_({c.frame_id for c in cases})))}
     cached, todo = [], []
     for case in cases:

@@ -150,3 +150,27 @@ def test_phase_then_go_inserts_the_chosen_phase_definition_in_turn_two(database,
     # Qwen2.5-VL pixels of the 840x476 input, decoded to the 854x480 original.
     x1, y1, x2, y2 = parsed["boxes"][0]["box"]
     assert (x1, y1, x2, y2) == pytest.approx((280 * 854 / 840, 119 * 480 / 476, 560 * 854 / 840, 357 * 480 / 476))
+
+
+def test_a_replay_model_serves_its_recorded_output_for_the_same_frame_anywhere(database, store, tmp_path):
+    """An upload of a frame a replay model has an output for shows that output, not 'no recorded output'."""
+    import json
+
+    from annotation.importers.predictions import import_predictions
+    from models.runner import parse_pending
+
+    ids = _cases(database, store, tmp_path, n=1, dataset="resgo")
+    recorded = tmp_path / "recorded.jsonl"
+    recorded.write_text(json.dumps({"case": "resgo/video01/000000", "model": "elsewhere", "task": "phase",
+                                    "raw": PHASE_OUTPUT, "prompt_version": "theirs-v3"}) + "\n")
+    with database.session_scope() as session:
+        import_predictions(session, recorded)
+        parse_pending(session)
+    upload = _cases(database, store, tmp_path, n=1, dataset="uploads")  # the same pixels, another case
+    backend = create_backend(ModelSpec(name="elsewhere", backend="replay", path=recorded))
+    progress = run_predictions(database, store, backend, "phase", upload)
+    assert (progress.cached, progress.failed) == (1, 0)
+    with database.session_scope() as session:
+        served = session.scalars(select(Prediction).where(Prediction.case_id == upload[0])).one()
+        assert (served.phase, served.raw_text) == ("C", PHASE_OUTPUT)
+    assert ids != upload

@@ -16,10 +16,13 @@ def render_overview(services: Services) -> str:
             f"**{data['predictions']}** predictions.\n\n| dataset | cases |\n|---|---|\n{datasets}")
 
 
+TITLE = "Overview"
+ROLES = frozenset({"admin", "reviewer", "annotator", "approver", "educator", "resident"})
+
+
 def build(services: Services) -> None:
-    with gr.Tab("Overview"):
-        gr.Markdown("Frames of the dataset `demo` are synthetic drawings, not patient data.")
-        # A callable value is evaluated on every page load, so each visitor sees the current counts.
-        summary = gr.Markdown(value=lambda: render_overview(services), elem_id="overview")
-        refresh = gr.Button("Refresh", size="sm")
+    gr.Markdown("Frames of the dataset `demo` are synthetic drawings, not patient data.")
+    # A callable value is evaluated on every page load, so each visitor sees the current counts.
+    summary = gr.Markdown(value=lambda: render_overview(services), elem_id="overview")
+    refresh = gr.Button("Refresh", size="sm")
     refresh.click(lambda: render_overview(services), outputs=summary)
