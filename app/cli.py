@@ -215,11 +215,12 @@ def predict(model: Annotated[str, typer.Option(help="Model name (see `surgreview
     from app.model_catalog import all_specs
     from db.cases import CaseFilter, find_case_ids
     from models.backends import BackendError, create_backend
-    from models.prompts import template_for
+    from models.prompts import TEMPLATES
     from models.runner import run_predictions
 
+    if task not in TEMPLATES:  # fail before a model is loaded
+        raise typer.BadParameter(f"unknown task {task!r}; known: {', '.join(TEMPLATES)}", param_hint="--task")
     services = _services()
-    template_for(task)  # an unknown task fails before a model is loaded
     with services.db.session_scope() as session:
         specs = all_specs(session, services.settings)
         ids = find_case_ids(session, CaseFilter(dataset=dataset, split=split, video=video, tags=tuple(tag or ()),
