@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from app.cli_users import demo_login_hint, users_cli
 from app.settings import Settings
 
 cli = typer.Typer(help="SurgReview: clinician review of surgical VLM reasoning.", no_args_is_help=True,
@@ -20,6 +21,7 @@ cli.add_typer(models_cli, name="models")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(import_cli, name="import")
 cli.add_typer(demo_cli, name="demo")
+cli.add_typer(users_cli, name="users")
 
 Dataset = Annotated[str, typer.Option(help="Dataset name, e.g. resgo or cholec80.")]
 Procedure = Annotated[str, typer.Option(help="Procedure, e.g. laparoscopic_cholecystectomy.")]
@@ -54,15 +56,13 @@ def serve(demo: Annotated[bool, typer.Option(help="Load the demo pack first (ide
 
     services = _services()
     if demo:
-        from annotation.demo.load import load_demo_pack
-
-        with services.db.session_scope() as session:
-            typer.echo(load_demo_pack(session, services.frames, services.settings.data_dir / "demo",
-                                      actor=_actor()).render())
+        typer.echo(_load_demo(services).render())
     app = build_app(services)
     host = host or services.settings.host
     port = port or services.settings.port
     typer.echo(f"SurgReview on http://{host}:{port}/ (database {services.db.engine.url.render_as_string()})")
+    if demo:
+        typer.echo(demo_login_hint(services.settings.data_dir, host, port))
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
@@ -154,13 +154,23 @@ def import_predictions_command(
 
 @demo_cli.command("load")
 def demo_load() -> None:
-    """Write and import the synthetic demo pack (idempotent)."""
-    from annotation.demo.load import load_demo_pack
-
+    """Write and import the synthetic demo pack and create the demo accounts (idempotent)."""
     services = _services()
-    with services.db.session_scope() as session:
-        summary = load_demo_pack(session, services.frames, services.settings.data_dir / "demo", actor=_actor())
+    summary = _load_demo(services)
+    typer.echo(demo_login_hint(services.settings.data_dir, services.settings.host, services.settings.port))
     _finish(summary)
+
+
+def _load_demo(services):  # noqa: ANN001, ANN202
+    """Import the demo pack and create the missing demo accounts with the password kept in the data folder."""
+    from annotation.demo.load import load_demo_pack
+    from annotation.demo.users import DEMO_USERS
+    from app.local_secrets import demo_password
+
+    data_dir = services.settings.data_dir
+    password = demo_password(data_dir, list(DEMO_USERS))
+    with services.db.session_scope() as session:
+        return load_demo_pack(session, services.frames, data_dir / "demo", actor=_actor(), user_password=password)
 
 
 @models_cli.command("list")

@@ -13,13 +13,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
+from fastapi.responses import RedirectResponse  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from app import auth  # noqa: E402
+from app.errors import install_error_handlers, user_action  # noqa: E402
 from app.services import Services  # noqa: E402
-from app.tabs import home  # noqa: E402
+from app.tabs import compare, home  # noqa: E402
 
 GRADIO_PATH = "/app"
-TABS = [home]
+TABS = [home, compare]
 
 
 def build_blocks(services: Services) -> gr.Blocks:
@@ -27,10 +30,13 @@ def build_blocks(services: Services) -> gr.Blocks:
         header = gr.Markdown("# SurgReview", elem_id="header")
         tabs = []
         for module in TABS:
-            with gr.Tab(module.TITLE, elem_id=f"tab-{module.__name__.rsplit('.', 1)[-1]}") as tab:
+            # Hidden until the page load has checked the user's roles.
+            elem_id = f"tab-{module.__name__.rsplit('.', 1)[-1]}"
+            with gr.Tab(module.TITLE, elem_id=elem_id, visible=False) as tab:
                 module.build(services)
             tabs.append((tab, module.ROLES))
 
+        @user_action
         def show_allowed(request: gr.Request):  # noqa: ANN202
             actor = auth.actor_for(services, request)
             visible = [gr.Tab(visible=bool(actor.roles & roles)) for _, roles in tabs]
@@ -44,6 +50,18 @@ def build_blocks(services: Services) -> gr.Blocks:
 
 def build_app(services: Services) -> FastAPI:
     app = FastAPI(title="SurgReview", docs_url=None, redoc_url=None, openapi_url=None)
+    install_error_handlers(app)
     auth.install(app, services, protected_prefix=GRADIO_PATH)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        with services.db.session_scope() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse(f"{GRADIO_PATH}/", status_code=303)
+
     return gr.mount_gradio_app(app, build_blocks(services), path=GRADIO_PATH,
                                auth_dependency=auth.gradio_user)

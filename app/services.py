@@ -1,13 +1,14 @@
-"""What a process builds once from its settings: the database and the frame store."""
+"""What a process builds once from its settings: the database, the frame store, the loaded models."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.settings import Settings
 from db.engine import Database
 from db.frames import FrameStore
 from db.migrate import upgrade
+from models.backends.pool import BackendPool
 
 
 @dataclass
@@ -15,6 +16,8 @@ class Services:
     settings: Settings
     db: Database
     frames: FrameStore
+    # Models loaded on first use and shared by every user of this process (weights are loaded once).
+    backends: BackendPool = field(default_factory=BackendPool)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool | None = None) -> Services:
@@ -27,4 +30,5 @@ class Services:
         return cls(settings, db, frames)
 
     def close(self) -> None:
+        self.backends.close()
         self.db.dispose()

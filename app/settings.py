@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 CONFIG_ENV = "SURGREVIEW_CONFIG"
@@ -35,6 +35,26 @@ class Settings(BaseSettings):
     model_registry: Path | None = Field(None, description="Model registry TOML ([[models]] tables); default "
                                         "<data_dir>/models.toml.")
     upgrade_on_start: bool = Field(True, description="Apply database migrations when the app starts.")
+    # --- sign-in ---
+    secret_key: SecretStr = Field(
+        SecretStr(""), description="Key that signs session cookies; empty means one generated once and kept in "
+        "<data_dir>/secret_key (mode 0600), so sessions survive restarts. Give every app process the same key.")
+    session_max_age_s: int = Field(43_200, gt=0, description="A sign-in lasts at most this many seconds.")
+    cookie_secure: bool = Field(False, description="Send the session cookie over HTTPS only; set true behind "
+                                "HTTPS.")
+    oidc_issuer: str = Field("", description="Hospital SSO: OpenID Connect issuer URL (discovery at "
+                             "<issuer>/.well-known/openid-configuration); empty turns SSO off.")
+    oidc_client_id: str = Field("", description="Hospital SSO: client id registered with the identity provider.")
+    oidc_client_secret: SecretStr = Field(SecretStr(""), description="Hospital SSO: client secret.")
+    oidc_scope: str = Field("openid profile email", description="Hospital SSO: scopes asked for.")
+    oidc_roles_claim: str = Field(
+        "roles", description="Hospital SSO: ID-token claim listing the user's roles (unknown ones ignored); "
+        "empty means roles are assigned by an admin in the app.")
+    oidc_username_claim: str = Field("preferred_username",
+                                     description="Hospital SSO: ID-token claim used as the username.")
+    login_rate_limit: int = Field(5, gt=0, description="Failed sign-ins allowed per username and per client "
+                                  "address within login_rate_window_s before further attempts get 429.")
+    login_rate_window_s: int = Field(300, gt=0, description="Window of the failed sign-in limit, in seconds.")
 
     @classmethod
     def settings_customise_sources(

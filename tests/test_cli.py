@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -14,10 +15,13 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from annotation.demo.users import DEMO_USERS
 from app.cli import cli
 from db.engine import Database
-from db.schema import Case, Label, Prediction
+from db.schema import Case, Label, Prediction, User
+from db.users import authenticate, list_users
 from tests.conftest import make_image_bytes
+from tests.web_helpers import login
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,8 +45,8 @@ def test_db_upgrade_and_current(data_dir):
     runner = CliRunner()
     assert runner.invoke(cli, ["db", "current"]).output.strip() == "empty (no migrations applied)"
     result = runner.invoke(cli, ["db", "upgrade"])
-    assert result.exit_code == 0 and "revision 0001" in result.output
-    assert runner.invoke(cli, ["db", "current"]).output.strip() == "0001"
+    assert result.exit_code == 0 and "revision 0002" in result.output
+    assert runner.invoke(cli, ["db", "current"]).output.strip() == "0002"
 
 
 def test_import_frames_prints_the_summary_and_exits_3_on_rejections(data_dir, tmp_path):
@@ -70,11 +74,29 @@ def test_demo_load_is_idempotent(data_dir):
     runner = CliRunner()
     first = runner.invoke(cli, ["demo", "load"])
     assert first.exit_code == 0, first.output
-    counts = (_count(data_dir, Case), _count(data_dir, Label), _count(data_dir, Prediction))
-    assert counts == (16, 16, 96)
+    counts = (_count(data_dir, Case), _count(data_dir, Label), _count(data_dir, Prediction), _count(data_dir, User))
+    assert counts == (16, 16, 96, 8)
     second = runner.invoke(cli, ["demo", "load"])
     assert second.exit_code == 0 and "0 imported" in second.output
-    assert (_count(data_dir, Case), _count(data_dir, Label), _count(data_dir, Prediction)) == counts
+    assert (_count(data_dir, Case), _count(data_dir, Label), _count(data_dir, Prediction),
+            _count(data_dir, User)) == counts
+
+
+def test_demo_accounts_share_one_kept_password(data_dir):
+    runner = CliRunner()
+    first = runner.invoke(cli, ["demo", "load"]).output
+    credentials = data_dir / "demo-credentials.txt"
+    password = tomllib.loads(credentials.read_text())["password"]
+    assert credentials.stat().st_mode & 0o777 == 0o600 and len(password) >= 16
+    assert f"Log in at http://127.0.0.1:7860/ as admin / {password}" in first
+    assert "surgeon1 (reviewer)" in first and "chief (approver)" in first and "resident1 (resident)" in first
+    assert f"as admin / {password}" in runner.invoke(cli, ["demo", "load"]).output
+    database = Database.from_url(f"sqlite:///{data_dir / 'surgreview.db'}")
+    with database.session_scope() as session:
+        assert authenticate(session, "chief", password).role_names == {"approver"}
+        assert {u.username: u.role_names for u in list_users(session)} == {
+            name: set(roles) for name, roles in DEMO_USERS.items()}
+    database.dispose()
 
 
 def _free_port() -> int:
@@ -100,8 +122,15 @@ def test_serve_with_the_demo_pack_answers_on_loopback(data_dir):
                 pass
             assert time.monotonic() < deadline, "the server did not come up in 120 s"
             time.sleep(0.5)
-        page = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True, timeout=10)
-        assert page.status_code == 200 and "gradio" in page.text.lower()
+        base = f"http://127.0.0.1:{port}"
+        for path in ("/", "/app/"):  # nothing but the sign-in page without a session
+            refused = httpx.get(base + path, headers={"accept": "text/html"}, timeout=10)
+            assert refused.status_code == 303 and refused.headers["location"].startswith("/login?next=")
+        password = tomllib.loads((data_dir / "demo-credentials.txt").read_text())["password"]
+        with httpx.Client(base_url=base, timeout=10) as browser:
+            assert login(browser, "surgeon1", password).headers["location"] == "/app/"
+            page = browser.get("/app/")
+            assert page.status_code == 200 and "gradio" in page.text.lower()
         assert _count(data_dir, Case) == 16
     finally:
         server.terminate()

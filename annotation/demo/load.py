@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from annotation.demo.users import ensure_demo_users
 from annotation.importers import CaseMeta, ImportSummary
 from annotation.importers.labelme import import_labelme
 from annotation.importers.predictions import import_predictions
@@ -17,9 +18,14 @@ DEMO_DATASET = "demo"
 DEMO_SPLITS = {"demo_vid01": "train", "demo_vid02": "test"}
 
 
-def load_demo_pack(session: Session, store: FrameStore, folder: Path, *, actor: str = "system") -> ImportSummary:
-    """Write the demo files under ``folder`` and import frames, reference labels and the three models' outputs."""
+def load_demo_pack(session: Session, store: FrameStore, folder: Path, *, actor: str = "system",
+                   user_password: str | None = None) -> ImportSummary:
+    """Write the demo files under ``folder`` and import frames, reference labels and the three models' outputs.
+    With ``user_password``, also create the demo accounts that are missing (see annotation.demo.users)."""
     from annotation.demo import write_demo_pack
+
+    if user_password is not None:
+        ensure_demo_users(session, user_password, actor=actor)
 
     files = write_demo_pack(Path(folder))
     summary = ImportSummary("demo pack")

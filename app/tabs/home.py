@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from app import auth
+from app.errors import user_action
 from app.services import Services
 from db.overview import overview
 
@@ -22,7 +24,14 @@ ROLES = frozenset({"admin", "reviewer", "annotator", "approver", "educator", "re
 
 def build(services: Services) -> None:
     gr.Markdown("Frames of the dataset `demo` are synthetic drawings, not patient data.")
-    # A callable value is evaluated on every page load, so each visitor sees the current counts.
-    summary = gr.Markdown(value=lambda: render_overview(services), elem_id="overview")
+
+    @user_action
+    def current_overview(request: gr.Request) -> str:
+        # A user without one of ROLES gets nothing, not even counts in a hidden tab.
+        return render_overview(services) if auth.actor_for(services, request).has(*ROLES) else ""
+
+    summary = gr.Markdown(elem_id="overview")
     refresh = gr.Button("Refresh", size="sm")
-    refresh.click(lambda: render_overview(services), outputs=summary)
+    # On every page load (triggers=None), so each visitor sees the current counts; never baked into the config.
+    gr.on(triggers=None, fn=current_overview, outputs=summary)
+    refresh.click(current_overview, outputs=summary)
