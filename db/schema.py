@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -35,6 +36,7 @@ STUDY_STATUSES = ("draft", "running", "closed")
 REVEAL_POLICIES = ("never", "after_submit")
 LEVEL_MARKS = ("correct", "wrong", "na")
 ANNOTATION_STATUSES = ("draft", "submitted", "approved", "rejected")
+ITEM_STATES = ("open", "judged", "skipped")
 
 # Named constraints keep Alembic migrations and error messages stable across SQLite and PostgreSQL.
 NAMING = {
@@ -308,6 +310,9 @@ class Study(Base):
     reveal_policy: Mapped[str] = mapped_column(String(20), default="never")
     seed: Mapped[int] = mapped_column(Integer)
     case_filter: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # When set, the most informative cases are chosen (up to case_limit) and put first in every queue.
+    order_by_informativeness: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    case_limit: Mapped[int | None] = mapped_column(Integer)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -330,11 +335,18 @@ class StudyReviewer(Base):
 
 
 class StudyCase(Base):
+    """A case the study's filter found. Cases missing a model's prediction are kept here, listed, and never
+    assigned; identity leaks found in the outputs are flagged for the admin."""
+
     __tablename__ = "study_cases"
 
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
     informativeness: Mapped[float | None] = mapped_column(Float)
+    # Names of the study's models without a usable prediction for this case; non-empty = not assigned.
+    missing: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    # [{"model": name, "terms": [...]}]: outputs that name a model or vendor (admin's view only).
+    identity_leaks: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
 
 
 class ReviewItem(Base):
@@ -344,6 +356,9 @@ class ReviewItem(Base):
     __table_args__ = (
         UniqueConstraint("study_id", "case_id", "reviewer_id", name="uq_review_items_case_reviewer"),
         UniqueConstraint("study_id", "reviewer_id", "position", name="uq_review_items_reviewer_position"),
+        CheckConstraint(_in("state", ITEM_STATES), name="state_known"),
+        # The queue query: a reviewer's first open item by position is one index seek.
+        Index("ix_review_items_queue", "study_id", "reviewer_id", "state", "position"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -353,6 +368,13 @@ class ReviewItem(Base):
     position: Mapped[int] = mapped_column(Integer)
     # {"A": prediction_id, ...}: resolved only inside review/, never sent to a browser.
     letter_map: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Opaque random tokens (secrets.token_urlsafe) the browser holds instead of ids: one for the item and
+    # one for its frame image, so neither database ids nor frame hashes reach a reviewer.
+    token: Mapped[str] = mapped_column(String(32), unique=True)
+    frame_token: Mapped[str] = mapped_column(String(32), unique=True)
+    state: Mapped[str] = mapped_column(String(10), default="open", server_default="open")
+    skipped_reason: Mapped[str | None] = mapped_column(Text)
+    skipped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -371,6 +393,8 @@ class Judgment(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), index=True)
+    # Who stored this revision (always the item's reviewer; kept so the record stands on its own).
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     revision: Mapped[int] = mapped_column(Integer, default=1)
     is_current: Mapped[bool] = mapped_column(Boolean, default=True)
     # NULL with none_acceptable True means "none acceptable".
