@@ -249,7 +249,7 @@ def predict(model: Annotated[str, typer.Option(help="Model name (see `surgreview
         bar.refresh()
 
     progress = run_predictions(services.db, services.frames, backend, task, ids, batch_size=batch_size,
-                               on_progress=show)
+                               on_progress=show, actor=_actor())
     bar.close()
     typer.echo(progress.render())
     raise typer.Exit(code=3 if progress.failed else 0)

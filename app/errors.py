@@ -18,6 +18,8 @@ import gradio as gr
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from sqlalchemy.exc import IntegrityError, OperationalError
+
 from db.errors import Conflict, DomainError, NotFound, PermissionDenied
 
 log = logging.getLogger("surgreview.errors")
@@ -32,10 +34,25 @@ def unexpected(exc: BaseException) -> str:
     return f"Something went wrong (reference {reference})"
 
 
+def as_domain_error(exc: Exception) -> DomainError | None:
+    """The user-facing reading of a database refusal that is not a bug: two people saving the same thing
+    at once (a unique or one-current rule refused the second), or the database not answering."""
+    if isinstance(exc, IntegrityError):
+        log.info("concurrent write refused: %s", exc.orig)
+        return Conflict("Someone saved the same item at the same moment. Nothing of yours was stored; "
+                        "reload it and try again.")
+    if isinstance(exc, OperationalError):
+        log.warning("database unavailable: %s", exc.orig)
+        return DomainError("The database is not answering right now. Nothing was stored; "
+                           "what you entered is still on the page, so try again in a moment.")
+    return None
+
+
 def as_gradio_error(exc: Exception) -> gr.Error:
     """The gr.Error to raise for ``exc``: its own message for domain errors, a reference otherwise."""
     if isinstance(exc, gr.Error):
         return exc
+    exc = as_domain_error(exc) or exc
     if isinstance(exc, DomainError):
         return gr.Error(str(exc))
     return gr.Error(unexpected(exc))
@@ -84,7 +101,10 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
-async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    domain = as_domain_error(exc)
+    if domain is not None:
+        return await _domain_error(request, domain)
     return JSONResponse({"detail": unexpected(exc)}, status_code=500)
 
 

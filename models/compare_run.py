@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
+from db.audit import record
 from db.engine import Database
 from db.frames import FrameStore
 from db.schema import Case, Run
@@ -60,6 +61,9 @@ def _stored_view(database: Database, spec: ModelSpec, comparison: CaseComparison
     with database.session_scope() as session:
         run, case = session.get(Run, view.run_id), session.get(Case, comparison.case_id)
         prediction = store_result(session, run, case, result)
+        record(session, "predict.compare", actor_label="compare", entity_type="prediction",
+               entity_id=prediction.id, payload={"model": spec.name, "case": case.key, "task": run.task,
+                                                 "error": prediction.error})
         return view_of(prediction, spec, comparison, "predicted")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.audit import record
 from db.engine import Database
 from db.frames import FrameStore
 from db.schema import Case, Frame, Model, Prediction, Run, utcnow
@@ -199,8 +200,10 @@ def predict_batch(session: Session, backend: Backend, run: Run, store: FrameStor
 
 
 def run_predictions(database: Database, store: FrameStore, backend: Backend, task: str, case_ids: Sequence[int],
-                    *, batch_size: int = 4, on_progress: Callable[[RunProgress], None] | None = None) -> RunProgress:
-    """Predict ``task`` for ``case_ids`` with ``backend``, committing after every batch. Resumable."""
+                    *, batch_size: int = 4, on_progress: Callable[[RunProgress], None] | None = None,
+                    actor: str = "system") -> RunProgress:
+    """Predict ``task`` for ``case_ids`` with ``backend``, committing after every batch. Resumable.
+    The run's outcome is audited under ``actor``."""
     template = template_for(task)
     progress = RunProgress(total=len(case_ids))
     with database.session_scope() as session:
@@ -228,6 +231,9 @@ def run_predictions(database: Database, store: FrameStore, backend: Backend, tas
     with database.session_scope() as session:
         run = session.get(Run, run_id)
         run.status, run.finished_at = ("failed" if progress.failed else "done"), utcnow()
+        record(session, "predict.run", actor_label=actor, entity_type="run", entity_id=run_id,
+               payload={"model": backend.spec.name, "task": task, "total": progress.total,
+                        "cached": progress.cached, "predicted": progress.predicted, "failed": progress.failed})
     return progress
 
 

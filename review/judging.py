@@ -141,6 +141,9 @@ def submit_judgment(session: Session, actor: Actor, token: str, best: str | None
     session.add(judgment)
     item.state = "judged"
     session.flush()
+    record(session, "review.judgment", actor_id=actor.user_id, entity_type="review_item", entity_id=item.id,
+           payload={"study_id": study.id, "revision": judgment.revision, "best": best,
+                    "correct": {row["letter"]: row["correct"] for row in rows}})
     return judgment
 
 
@@ -201,6 +204,8 @@ def skip_item(session: Session, actor: Actor, token: str, reason: str) -> Progre
         raise Conflict("This case is already judged; revise the judgment instead of skipping it.")
     item.state, item.skipped_reason, item.skipped_at = "skipped", storable(reason), utcnow()
     session.flush()
+    record(session, "review.skip", actor_id=actor.user_id, entity_type="review_item", entity_id=item.id,
+           payload={"study_id": study.id, "reason": item.skipped_reason})
     return progress(session, actor.user_id, study.id)
 
 

@@ -116,3 +116,22 @@ def test_fastapi_routes_answer_domain_errors_and_hide_bugs(caplog):
     assert response.status_code == 500 and "hunter2" not in response.text and "Traceback" not in response.text
     reference = REFERENCE.match(response.json()["detail"]).group(1)
     assert any(reference in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_a_concurrent_write_refused_by_the_database_is_a_conflict_message():
+    from sqlalchemy.exc import IntegrityError
+
+    refused = IntegrityError("INSERT INTO judgments ...", {}, Exception("UNIQUE constraint failed"))
+    with pytest.raises(gr.Error) as raised:
+        _run("plain", refused)
+    assert raised.value.message.startswith("Someone saved the same item at the same moment")
+    assert "INSERT" not in raised.value.message and "UNIQUE" not in raised.value.message
+
+
+def test_an_unreachable_database_says_so_and_that_input_is_kept():
+    from sqlalchemy.exc import OperationalError
+
+    down = OperationalError("SELECT 1", {}, Exception("connection refused"))
+    with pytest.raises(gr.Error) as raised:
+        _run("generator", down)
+    assert "database is not answering" in raised.value.message and "refused" not in raised.value.message

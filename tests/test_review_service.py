@@ -14,7 +14,7 @@ import annotation.demo as demo_pack
 from annotation.demo.load import load_demo_pack
 from db.cases import CaseFilter
 from db.errors import Conflict, DomainError, PermissionDenied
-from db.schema import Case, Frame, Judgment, Label, Model, Prediction, ReviewItem, Run, StudyCase, User
+from db.schema import AuditEvent, Case, Frame, Judgment, Label, Model, Prediction, ReviewItem, Run, StudyCase, User
 from db.users import actor_of, create_user
 from review import studies
 from review.judging import InvalidJudgment
@@ -208,6 +208,11 @@ def test_revisions_are_kept_and_the_latest_counts(demo):
     assert selected[_model_of(s, item.letter_map["B"])] == 1 and selected.sum() == 1
     assert results.accuracy["correct"].sum() == 0 and len(results.ratings) == 3
     assert studies.next_item(s, demo.rev1, study_id).progress.done == 1
+    audited = s.scalars(select(AuditEvent).where(AuditEvent.action == "review.judgment",
+                                                 AuditEvent.entity_id == str(item.id))
+                        .order_by(AuditEvent.id)).all()
+    assert [(a.actor_id, a.payload["revision"], a.payload["best"]) for a in audited] == [
+        (demo.rev1.user_id, 1, "A"), (demo.rev1.user_id, 2, "B")]
 
 
 INVALID = {

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from annotation.importers import CaseMeta, import_frames
 from db.engine import Database
 from db.migrate import upgrade
-from db.schema import Case, Prediction, Run
+from db.schema import AuditEvent, Case, Prediction, Run
 from models.backends import GenerationResult, ModelSpec, create_backend
 from models.prompts import TURN_SEPARATOR
 from models.runner import run_predictions
@@ -79,6 +79,8 @@ def test_a_run_stores_parsed_predictions_and_a_rerun_is_served_from_the_cache(da
     with database.session_scope() as session:
         run = session.scalars(select(Run)).one()
         assert (run.status, run.prompt_version, run.task) == ("done", "phase-3level-v1", "phase")
+        audit = session.scalars(select(AuditEvent).where(AuditEvent.action == "predict.run")).one()
+        assert audit.payload["predicted"] == 5 and audit.entity_id == str(run.id)
 
     backend.calls.clear()
     again = run_predictions(database, store, backend, "phase", ids, batch_size=2)
