@@ -102,12 +102,7 @@ def get_item(session: Session, actor: Actor, token: str) -> BlindItem:
 
 def frame_for(session: Session, actor: Actor, frame_token: str) -> Frame:
     """The frame behind an item's frame token, for its own reviewer only (the caller serves the file)."""
-    require(actor, "reviewer")
-    item = session.scalar(select(ReviewItem).where(ReviewItem.frame_token == frame_token))
-    if item is None:
-        raise NotFound("There is no such image.")
-    if item.reviewer_id != actor.user_id:
-        raise PermissionDenied("This image belongs to another reviewer's queue.")
+    item = _owned(session, actor, ReviewItem.frame_token == frame_token, "image")
     return session.scalar(select(Frame).join(Case, Case.frame_id == Frame.id).where(Case.id == item.case_id))
 
 
@@ -248,13 +243,19 @@ def _reviewer_study(session: Session, actor: Actor, study_id: int) -> Study:
     return study
 
 
-def _own_item(session: Session, actor: Actor, token: str) -> tuple[ReviewItem, Study]:
+def _owned(session: Session, actor: Actor, where: Any, what: str) -> ReviewItem:
+    """The review item matching ``where`` if it is in the actor's own queue; NotFound / PermissionDenied."""
     require(actor, "reviewer")
-    item = session.scalar(select(ReviewItem).where(ReviewItem.token == token))
+    item = session.scalar(select(ReviewItem).where(where))
     if item is None:
-        raise NotFound("There is no such review item.")
+        raise NotFound(f"There is no such {what}.")
     if item.reviewer_id != actor.user_id:
-        raise PermissionDenied("This item belongs to another reviewer's queue.")
+        raise PermissionDenied(f"This {what} belongs to another reviewer's queue.")
+    return item
+
+
+def _own_item(session: Session, actor: Actor, token: str) -> tuple[ReviewItem, Study]:
+    item = _owned(session, actor, ReviewItem.token == token, "review item")
     return item, session.get(Study, item.study_id)
 
 
