@@ -19,22 +19,25 @@ from sqlalchemy import text  # noqa: E402
 from app import auth  # noqa: E402
 from app.errors import install_error_handlers, user_action  # noqa: E402
 from app.services import Services  # noqa: E402
-from app.tabs import compare, home  # noqa: E402
+from app.tabs import compare, home, review, studies  # noqa: E402
 
 GRADIO_PATH = "/app"
-TABS = [home, compare]
+TABS = [home, review, compare, studies]
+# (roles, tab id): the tab opened on page load for a user holding one of the roles, first match wins.
+LANDING = [(frozenset({"reviewer"}), "review")]
 
 
 def build_blocks(services: Services) -> gr.Blocks:
     with gr.Blocks(title="SurgReview") as blocks:
         header = gr.Markdown("# SurgReview", elem_id="header")
         tabs = []
-        for module in TABS:
-            # Hidden until the page load has checked the user's roles.
-            elem_id = f"tab-{module.__name__.rsplit('.', 1)[-1]}"
-            with gr.Tab(module.TITLE, elem_id=elem_id, visible=False) as tab:
-                module.build(services)
-            tabs.append((tab, module.ROLES))
+        with gr.Tabs(elem_id="tabs") as tab_set:
+            for module in TABS:
+                # Hidden until the page load has checked the user's roles.
+                name = module.__name__.rsplit(".", 1)[-1]
+                with gr.Tab(module.TITLE, id=name, elem_id=f"tab-{name}", visible=False) as tab:
+                    module.build(services)
+                tabs.append((tab, module.ROLES))
 
         @user_action
         def show_allowed(request: gr.Request):  # noqa: ANN202
@@ -44,7 +47,15 @@ def build_blocks(services: Services) -> gr.Blocks:
                                 f"({', '.join(sorted(actor.roles)) or 'no role'}) · [Sign out](/logout)"),
                     *visible]
 
-        blocks.load(show_allowed, outputs=[header, *(tab for tab, _ in tabs)])
+        @user_action
+        def land(request: gr.Request):  # noqa: ANN202
+            """Open the first working tab the user's roles call for (a reviewer lands on their queue)."""
+            roles = auth.actor_for(services, request).roles
+            landing = next((tab_id for wanted, tab_id in LANDING if roles & wanted), None)
+            return gr.Tabs(selected=landing) if landing else gr.skip()
+
+        blocks.load(show_allowed, outputs=[header, *(tab for tab, _ in tabs)]).success(
+            land, outputs=tab_set, show_progress="hidden")
     return blocks
 
 

@@ -3,6 +3,9 @@
 Model output is untrusted. It is only ever placed in HTML through ``esc`` (html.escape with quotes), never
 through Markdown, so no tag, script, image or link a model writes can render or run. Colours come from the
 model registry and are checked again here; anything that is not ``#rrggbb`` becomes grey.
+
+Blinded review items (``blind_panel_html``, ``blind_image``) use one neutral style for every output: the
+letter and its neutral colour from the BlindItem, the same sections in the same order, nothing per model.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from models.boxes import Box
 from models.compare import TASK_LABELS, CaseComparison, ModelView
 from models.parsing import RATIONALE_PARTS, ParsedOutput
+from review.blinding import BlindOutput
 
 LEVEL_NAMES = {1: "Level 1 - perceptual grounding", 2: "Level 2 - relational understanding",
                3: "Level 3 - contextual reasoning"}
@@ -239,3 +243,62 @@ def comparison_image(comparison: CaseComparison, shown: Collection[str]) -> Imag
              for box in view.boxes]
     reference = comparison.reference.box if comparison.reference is not None else None
     return draw_boxes(comparison.image, boxes, reference)
+
+
+# --- blinded outputs: one neutral style for every model -------------------------------------------------
+
+BLIND_CSS = PANEL_CSS + """
+.sr-blind h3 { display: flex; align-items: center; }
+.sr-none { opacity: 0.6; font-style: italic; }
+"""
+
+
+def _blind_levels_html(output: BlindOutput) -> str:
+    parts = []
+    for level, name in LEVEL_NAMES.items():
+        body = output.levels.get(str(level))
+        shown = _text(body) if body else _text("No reasoning at this level.", "sr-text sr-none")
+        parts.append(_details(name if body else f"{name} (not given)", shown, open_=bool(body)))
+    if output.reasoning:
+        parts.append(_details("Reasoning (not in levels)", _text(output.reasoning), open_=True))
+    return "".join(parts)
+
+
+def _blind_rationale_html(output: BlindOutput) -> str:
+    """The four Go Zone rationale parts, each always present so every output has the same structure."""
+    items = [f"<dt>{RATIONALE_LABELS[p]}</dt>"
+             + (f"<dd>{esc(output.rationale[p])}</dd>" if output.rationale.get(p)
+                else '<dd class="sr-none">not given</dd>') for p in RATIONALE_PARTS]
+    return _details("Go Zone rationale", f'<dl class="sr-rationale">{"".join(items)}</dl>', open_=True)
+
+
+def _blind_boxes_html(output: BlindOutput) -> str:
+    if not output.boxes:
+        return _text("Boxes: none", "sr-text sr-none")
+    lines = []
+    for shown in output.boxes:
+        x1, y1, x2, y2 = shown["box"]
+        label = f" {shown['label']}" if shown.get("label") else ""
+        lines.append(_text(f"Box{label}: ({x1}, {y1}) - ({x2}, {y2}) px"))
+    return "".join(lines)
+
+
+def blind_panel_html(output: BlindOutput, *, boxes: bool, rationale: bool) -> str:
+    """One anonymous output under its letter in its neutral letter colour: answer, Level 1/2/3 as named
+    collapsible sections, then (when the item's task has them) boxes and the Go Zone rationale. Every
+    output of an item gets the same sections, given or not, so the layout says nothing about the model."""
+    color = safe_color(output.color)
+    head = (f'<h3><span class="sr-swatch" style="background:{color}"></span>Output {esc(output.letter)}'
+            "</h3>")
+    body = f'<div class="sr-answer">Answer: {esc(output.answer or "(no answer given)")}</div>'
+    body += (_blind_boxes_html(output) if boxes else "") + _blind_levels_html(output)
+    body += _blind_rationale_html(output) if rationale else ""
+    return (f'<section class="sr-panel sr-blind" data-letter="{esc(output.letter)}" '
+            f'style="border-top-color:{color}">{head}{body}</section>')
+
+
+def blind_image(image: Image.Image, outputs: Sequence[BlindOutput]) -> Image.Image:
+    """The frame with every output's boxes in its letter's neutral colour, tagged with the letter."""
+    boxes = [DrawnBox(output.letter, output.color, Box(*shown["box"])) for output in outputs
+             for shown in output.boxes]
+    return draw_boxes(image, boxes)

@@ -53,8 +53,8 @@ from review.judging import (
 )
 
 __all__ = ["InvalidJudgment", "Progress", "QueueState", "StudySetup", "add_cases", "add_reviewers",
-           "close_study", "create_study", "frame_for", "get_item", "my_judgment", "next_item", "reveal",
-           "skip_item", "submit_judgment"]
+           "close_study", "create_study", "frame_for", "get_item", "list_studies", "my_judgment", "next_item",
+           "reveal", "skip_item", "submit_judgment"]
 
 
 @dataclass
@@ -147,6 +147,12 @@ def close_study(session: Session, actor: Actor, study_id: int) -> Study:
     session.flush()
     record(session, "study.close", actor_id=actor.user_id, entity_type="study", entity_id=study.id)
     return study
+
+
+def list_studies(session: Session, actor: Actor) -> list[Study]:
+    """Every study, newest first (admins only)."""
+    require(actor, "admin")
+    return list(session.scalars(select(Study).order_by(Study.created_at.desc(), Study.id.desc())))
 
 
 def _add(session: Session, study: Study, case_ids: Sequence[int], limit: int | None) -> StudySetup:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from app.main import build_blocks
+from app.main import TABS, build_blocks
 from db.users import create_user, disable
 from tests.web_helpers import PASSWORD, make_services
 
@@ -29,7 +29,9 @@ def shell(tmp_path_factory):
 def test_the_header_names_the_user_and_tabs_follow_roles(shell):
     header, *tabs = shell["show_allowed"](gr.Request(username="root"))
     assert "Signed in as **root** (admin)" in header.value and "(/logout)" in header.value
-    assert tabs and all(tab.visible for tab in tabs)
+    # Every tab an admin may use, and only those (the Review queue is for reviewers only).
+    assert [tab.visible for tab in tabs] == [bool(module.ROLES & {"admin"}) for module in TABS]
+    assert sum(tab.visible for tab in tabs) >= 3
 
 
 def test_a_user_without_a_role_sees_no_tab_and_no_counts(shell):
