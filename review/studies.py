@@ -68,6 +68,8 @@ class StudySetup:
     missing: dict[str, list[str]] = field(default_factory=dict)
     leaks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     items: int = 0
+    # Informativeness of each assigned case ({case key: score in 0-1}), in assignment order.
+    scores: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -182,6 +184,7 @@ def _add(session: Session, study: Study, case_ids: Sequence[int], limit: int | N
     for batch in chunks(rows):
         session.execute(insert(StudyCase), list(batch))
     setup.assigned = chosen
+    setup.scores = {keys[case_id]: scores[case_id] for case_id in chosen}
     setup.items = _assign(session, study, chosen, survey)
     return setup
 

@@ -113,6 +113,8 @@ def test_informativeness_chooses_and_orders_cases(demo):
     assert agreeing not in scores  # full agreement with a reference scores 0: the one case left out
     assert scores[unlabelled] >= 1 / 3  # no reference label alone adds a third
     assert setup.assigned == sorted(scores, key=lambda c: -scores[c])
+    keys = dict(s.execute(select(Case.id, Case.key)).all())
+    assert list(setup.scores.items()) == [(keys[c], scores[c]) for c in setup.assigned]  # shown to the admin
     for reviewer in (demo.rev1, demo.rev2, demo.rev3):
         queue = [scores[item.case_id] for item in _items(s, setup.study.id, reviewer)]
         assert queue == sorted(queue, reverse=True)

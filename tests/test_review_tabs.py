@@ -157,3 +157,15 @@ def test_blind_panels_escape_model_text_and_give_every_output_the_same_sections(
         return [s.replace(" (not given)", "") for s in re.findall(r"<(?:summary|dt)>([^<]*)<", panel)]
 
     assert sections(full) == sections(empty) and len(sections(full)) == 8  # 3 levels, rationale + 4 parts
+
+
+def test_the_setup_report_shows_each_assigned_cases_informativeness_escaped():
+    from types import SimpleNamespace
+
+    from app.tabs.studies import setup_html
+
+    setup = SimpleNamespace(study=SimpleNamespace(name="<b>x</b>"), assigned=[1, 2], items=4, missing={},
+                            leaks={}, scores={"demo/v/000125": 0.8333, "demo/v/<i>250</i>": 0.0})
+    html = setup_html(setup, "created")
+    assert "demo/v/000125</td><td>0.83" in html and "0.00" in html
+    assert "<i>" not in html and "&lt;i&gt;250" in html and "<b>x</b>" not in html

@@ -54,6 +54,11 @@ def setup_html(setup: StudySetup, verb: str) -> str:
     """What creating a study or adding cases did: counts, the cases missing a prediction, identity leaks."""
     parts = [(f"<p>Study <b>{render.esc(setup.study.name)}</b> {verb}: {len(setup.assigned)} cases assigned, "
               f"{setup.items} review items.</p>")]
+    if setup.scores:
+        rows = [(case, f"{score:.2f}") for case, score in setup.scores.items()]
+        parts.append("<details><summary>Assigned cases and how informative each is (models disagree on the "
+                     "answer or phase, their boxes overlap little, no reference label yet; 0-1)</summary>"
+                     + _table_html(rows, ("case", "informativeness")) + "</details>")
     if setup.missing:
         rows = [(case, ", ".join(models)) for case, models in sorted(setup.missing.items())]
         parts.append(f"<p>{len(rows)} cases lack a usable prediction (listed, not assigned):</p>"
