@@ -109,3 +109,18 @@ def make_image_bytes(width: int = 64, height: int = 48, fmt: str = "PNG", seed: 
 @pytest.fixture
 def image_bytes() -> callable:
     return make_image_bytes
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by Playwright, shared by the end-to-end tests (tests/browser.py says
+    when it is missing: a skip with the reason, or a failure under CI=true)."""
+    from tests.browser import launch_browser, require_browser
+
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        yield browser
+        browser.close()

@@ -12,7 +12,6 @@ import pytest
 from tests.browser import (
     artifact_path,
     choose_dropdown,
-    launch_browser,
     login,
     open_compare,
     require_browser,
@@ -31,17 +30,6 @@ def server(tmp_path_factory):
                                                                 "cmp-reviewer": ("reviewer",)})
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_browser(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from tests.browser import (
     PASSWORD,
     artifact_path,
     choose_dropdown,
-    launch_browser,
     login,
     require_browser,
     start_app,
@@ -40,17 +39,6 @@ def server(tmp_path_factory):
     yield server
     server.db.dispose()
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_browser(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

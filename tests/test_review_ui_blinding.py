@@ -37,7 +37,7 @@ from sqlalchemy import select
 from app.main import build_app
 from db.schema import Frame, Judgment, Model, Prediction, ReviewItem, Run
 from db.users import create_user, find_user
-from tests.browser import launch_browser, login, require_browser
+from tests.browser import login, require_browser
 from tests.review_app import DEMO_MODELS, create_demo_study, load_demo
 from tests.web_helpers import PASSWORD, make_services, running_server
 
@@ -165,17 +165,6 @@ def site(tmp_path_factory):
         yield SimpleNamespace(url=url, recorder=recorder, services=services, study_id=study_id,
                               forbidden=forbidden)
     services.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_browser(playwright)
-        yield browser
-        browser.close()
 
 
 def _judgments(site, username: str) -> list[Judgment]:

@@ -21,7 +21,7 @@ from app.local_secrets import session_secret
 from app.services import Services
 from db.errors import PermissionDenied
 from db.schema import User
-from db.users import Actor, actor
+from db.users import Actor, actor, require
 
 SESSION_COOKIE = "surgreview_session"
 
@@ -68,3 +68,11 @@ def actor_for(services: Services, request: gr.Request) -> Actor:
         raise PermissionDenied("Please sign in again.")
     with services.db.session_scope() as session:
         return actor(session, username)
+
+
+def tab_actor(services: Services, request: gr.Request, roles: frozenset[str]) -> Actor:
+    """The Actor behind an event of a tab that ``roles`` may use; PermissionDenied for anyone else.
+    Every tab handler starts here: hiding a tab is not a check."""
+    found = actor_for(services, request)
+    require(found, *sorted(roles))
+    return found

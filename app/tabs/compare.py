@@ -19,7 +19,7 @@ from app.model_catalog import all_specs
 from app.services import Services
 from db.cases import CaseFilter
 from db.errors import DomainError
-from db.users import Actor, require
+from db.users import Actor
 from models.backends import ModelSpec
 from models.compare import TASK_LABELS, filter_options, matching_cases, prepare_comparison
 from models.compare_run import compare_live
@@ -44,9 +44,7 @@ class CompareHandlers:
         self.services = services
 
     def _actor(self, request: gr.Request) -> Actor:
-        actor = auth.actor_for(self.services, request)
-        require(actor, *sorted(ROLES))
-        return actor
+        return auth.tab_actor(self.services, request, ROLES)
 
     def _specs(self, names: list[str] | None) -> list[ModelSpec]:
         """The registry entries of the chosen models, in the order chosen."""

@@ -27,7 +27,7 @@ from app.keyboard import (
 )
 from app.services import Services
 from db.errors import DomainError
-from db.users import Actor, require
+from db.users import Actor
 from review.judging import frame_for, reveal, skip_item, submit_judgment
 from review.queue import Screen, my_studies, screen
 
@@ -165,9 +165,7 @@ class ReviewHandlers:
         self.view_size = view_size  # how many components a shown item updates
 
     def _actor(self, request: gr.Request) -> Actor:
-        actor = auth.actor_for(self.services, request)
-        require(actor, *sorted(ROLES))
-        return actor
+        return auth.tab_actor(self.services, request, ROLES)
 
     def _shown(self, actor: Actor, study_id: int, token: str | None = None, step: int = 0,
                stored: bool = False) -> list[Any]:

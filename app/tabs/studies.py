@@ -20,7 +20,7 @@ from app.services import Services
 from db.cases import CaseFilter
 from db.errors import DomainError
 from db.schema import REVEAL_POLICIES
-from db.users import Actor, list_users, require
+from db.users import Actor, list_users
 from models.compare import TASK_LABELS, filter_options
 from review.results import StudyResults, results_csv, study_results
 from review.studies import StudySetup, add_cases, add_reviewers, close_study, create_study, list_studies
@@ -96,9 +96,7 @@ class StudiesHandlers:
         self.services = services
 
     def _actor(self, request: gr.Request) -> Actor:
-        actor = auth.actor_for(self.services, request)
-        require(actor, *sorted(ROLES))
-        return actor
+        return auth.tab_actor(self.services, request, ROLES)
 
     def populate(self, request: gr.Request) -> list[Any]:
         """On page load, for admins only: models, filter values, reviewers and studies."""
