@@ -74,5 +74,6 @@ def build_app(services: Services) -> FastAPI:
     def root() -> RedirectResponse:
         return RedirectResponse(f"{GRADIO_PATH}/", status_code=303)
 
+    # Gradio refuses a larger upload before writing it to its temp folder; the frame store checks again.
     return gr.mount_gradio_app(app, build_blocks(services), path=GRADIO_PATH,
-                               auth_dependency=auth.gradio_user)
+                               auth_dependency=auth.gradio_user, max_file_size=services.settings.max_image_bytes)

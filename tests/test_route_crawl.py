@@ -146,3 +146,17 @@ def test_open_routes_carry_no_data(app_and_services):
         assert client.get("/logout").headers["location"] == "/login"
         page = client.get("/login").text
         assert "gone" not in page and "admin" not in page
+
+
+def test_an_upload_over_the_image_size_limit_is_refused_before_it_is_stored(tmp_path):
+    """Gradio's upload route enforces the frame store's byte limit for signed-in users too."""
+    app, services = make_app(tmp_path / "data", {"uploader": ("admin",)}, max_image_bytes=1000)
+    try:
+        with running_server(app) as base_url, httpx.Client(base_url=base_url) as client:
+            assert login(client, "uploader").status_code == 303
+            small = client.post("/app/gradio_api/upload", files={"files": ("a.png", b"x" * 500)})
+            large = client.post("/app/gradio_api/upload", files={"files": ("b.png", b"x" * 5000)})
+        assert small.status_code == 200 and len(small.json()) == 1
+        assert large.status_code == 413, large.text
+    finally:
+        services.close()
