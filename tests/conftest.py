@@ -111,10 +111,11 @@ def image_bytes() -> callable:
     return make_image_bytes
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's headless Chromium driven by Playwright, shared by the end-to-end tests (tests/browser.py says
-    when it is missing: a skip with the reason, or a failure under CI=true)."""
+    """Debian's headless Chromium driven by Playwright, for one test module at a time: Playwright's sync API
+    keeps an event loop running while it is open, which would break later tests that call asyncio.run.
+    (tests/browser.py says when Chromium is missing: a skip with the reason, or a failure under CI=true.)"""
     from tests.browser import launch_browser, require_browser
 
     require_browser()
