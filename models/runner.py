@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,8 +235,3 @@ def run_predictions(database: Database, store: FrameStore, backend: Backend, tas
                         "cached": progress.cached, "predicted": progress.predicted, "failed": progress.failed})
     return progress
 
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - started

@@ -42,10 +42,6 @@ class UploadResult:
         return "\n".join(lines) or "no files"
 
 
-def upload_key(sha256: str) -> str:
-    return f"{UPLOAD_DATASET}/{sha256[:KEY_HEX]}"
-
-
 def import_uploads(session: Session, store: FrameStore, files: Sequence[tuple[str, Path]], *,
                    procedure: str = "laparoscopic_cholecystectomy", actor_id: int | None = None,
                    actor: str = "system") -> UploadResult:
