@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -27,7 +28,8 @@ def empty_url(request, tmp_path):
 def test_migrations_create_every_table_and_match_the_models(empty_url):
     engine = make_engine(empty_url)
     upgrade(engine)
-    assert current_revision(engine) == "0002"
+    head = ScriptDirectory.from_config(alembic_config(empty_url)).get_current_head()
+    assert current_revision(engine) == head
     assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
     # `alembic check` fails when the models hold anything the migrations do not.
     config = alembic_config(empty_url)
@@ -37,7 +39,7 @@ def test_migrations_create_every_table_and_match_the_models(empty_url):
     downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) == {"alembic_version"}
     upgrade(engine)  # and back up again: the downgrade is a real inverse
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == head
     engine.dispose()
 
 
