@@ -22,7 +22,7 @@ from annotation.workflow import (
     lane_of,
 )
 from db.errors import DomainError
-from db.schema import Label, Model, Prediction, Run
+from db.schema import Frame, Label, Model, Prediction, Run
 from db.users import Actor, require
 from models.parsing.result import ParsedOutput
 from models.runner import apply_parse
@@ -47,6 +47,7 @@ class EditorState:
 
     case_id: int
     case_key: str
+    frame: Frame
     width: int
     height: int
     lane: int
@@ -122,7 +123,7 @@ def open_editor(session: Session, actor: Actor, case_id: int, source: str | None
         chosen = by_source[source] if source else options[0]
     vocabulary = gozone_vocabulary(case)
     return EditorState(
-        case_id=case.id, case_key=case.key, width=case.frame.width, height=case.frame.height, lane=lane,
+        case_id=case.id, case_key=case.key, frame=case.frame, width=case.frame.width, height=case.frame.height, lane=lane,
         base_id=current.id if current else None, base_version=current.version if current else None,
         status=current.status if current else None,
         review_comment=current.review_comment if current else None, draft=chosen.draft, source=chosen.source,

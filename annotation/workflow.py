@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from db import audit
 from db.errors import Conflict, DomainError, NotFound, PermissionDenied
-from db.schema import Annotation, AnnotationAssignment, Case, User
+from db.schema import Annotation, AnnotationAssignment, Case, Prediction, User
 from db.text import storable
 from db.users import Actor, require
 from models import vocabularies
@@ -194,6 +194,9 @@ def save_version(session: Session, actor: Actor, case_id: int, draft: GoZoneDraf
     lane = lane_of(session, case_id, actor.user_id) if lane is None else lane
     check_may_edit(session, actor, case_id, lane)
     draft = checked_draft(draft, case, submit=submit)
+    if source_prediction_id is not None and session.scalar(
+            select(Prediction.case_id).where(Prediction.id == source_prediction_id)) != case_id:
+        raise InvalidAnnotation("The model proposal given is not a prediction of this case.")
     current = head(session, case_id, lane=lane)
     if (current.id if current else None) != base_id:
         raise EditConflict(current, _username(session, current))

@@ -140,3 +140,45 @@ def flag_label(name: str) -> str:
     """A rubric flag as offered to the reviewer, with its key when it has one."""
     key, label = FLAGS.get(name, (None, name.replace("_", " ")))
     return f"{label} [{key}]" if key else label
+
+
+# --- the Annotate tab ---------------------------------------------------------------------------------
+
+ANNOTATE_KEY_HELP = [
+    ("1 - 9", "phase: the n-th phase of the list"),
+    ("Ctrl + Enter", "submit for approval"),
+    ("Ctrl + S", "save a draft"),
+    ("Mouse wheel on the frame", "zoom; drag the empty frame to pan, drag the box or its handles to edit"),
+]
+
+ANNOTATE_KEYS_JS = """
+(() => {
+  if (window.__srAnnotateKeys) return;
+  window.__srAnnotateKeys = true;
+  const q = (s) => document.querySelector(s);
+  const shown = (el) => !!el && el.offsetParent !== null;
+  const click = (id) => { const el = q('#' + id); if (shown(el) && !el.disabled) el.click(); };
+  document.addEventListener('keydown', (e) => {
+    if (!shown(q('#annotate-submit'))) return;  // the Annotate tab is not on screen
+    const t = e.target;
+    const typing = !!t && (t.tagName === 'TEXTAREA'
+      || (t.tagName === 'INPUT' && !['radio', 'checkbox'].includes(t.type)));
+    if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') { e.preventDefault(); click('annotate-submit'); return; }
+    if ((e.ctrlKey || e.metaKey) && (e.key === 's' || e.key === 'S')) {
+      e.preventDefault(); click('annotate-save'); return;
+    }
+    if (typing || e.ctrlKey || e.metaKey || e.altKey) { if (typing && e.key === 'Escape') t.blur(); return; }
+    const digit = /^(?:Digit|Numpad)([1-9])$/.exec(e.code);
+    if (!digit) return;
+    const radios = [...document.querySelectorAll('#annotate-phase input[type=radio]')];
+    const radio = radios[+digit[1] - 1];
+    if (radio) { if (!radio.checked) radio.click(); e.preventDefault(); }
+  });
+})();
+"""
+
+
+def annotate_key_help_html() -> str:
+    rows = "".join(f"<li><kbd>{esc(keys)}</kbd> {esc(action)}</li>" for keys, action in ANNOTATE_KEY_HELP)
+    return (f'<details class="sr-keyhelp"><summary>Keyboard shortcuts</summary>'
+            f'<ul class="sr-keys">{rows}</ul></details>')

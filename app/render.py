@@ -220,7 +220,8 @@ def _tag(draw: ImageDraw.ImageDraw, box: Box, text: str, color: str, font: Image
     draw.text((x + 3 - left, y + 2 - top), text, fill="#ffffff", font=font)
 
 
-def draw_boxes(image: Image.Image, boxes: Sequence[DrawnBox], reference: Box | None = None) -> Image.Image:
+def draw_boxes(image: Image.Image, boxes: Sequence[DrawnBox], reference: Box | None = None, *,
+               reference_label: str = "reference") -> Image.Image:
     """A copy of ``image`` with each box outlined in its colour and named, and the reference box dashed."""
     out = image.convert("RGB")
     draw, width, font = ImageDraw.Draw(out), line_width(out.size), _font(out.size)
@@ -229,7 +230,7 @@ def draw_boxes(image: Image.Image, boxes: Sequence[DrawnBox], reference: Box | N
     for drawn in boxes:
         draw.rectangle(_corners(drawn.box), outline=safe_color(drawn.color), width=width)
     if reference is not None:
-        _tag(draw, reference, "reference", "#555555", font)
+        _tag(draw, reference, reference_label, "#555555", font)
     for drawn in boxes:
         _tag(draw, drawn.box, drawn.label, safe_color(drawn.color), font)
     return out

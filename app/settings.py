@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     login_rate_limit: int = Field(5, gt=0, description="Failed sign-ins allowed per username and per client "
                                   "address within login_rate_window_s before further attempts get 429.")
     login_rate_window_s: int = Field(300, gt=0, description="Window of the failed sign-in limit, in seconds.")
+    annotation_consensus_iou: float = Field(0.5, ge=0, le=1, description="Go Zone agreement studies: every "
+                                            "pair of annotators' boxes must overlap at least this much (IoU), "
+                                            "with the same phase, before a case can be approved.")
 
     @classmethod
     def settings_customise_sources(
