@@ -14,6 +14,7 @@ from annotation.editor import EditorState
 from annotation.queue import QueueRow
 from annotation.workflow import TEXT_FIELDS, TEXT_LABELS, GoZoneDraft, OtherVersion, VersionView
 from app.render import DrawnBox, draw_boxes, esc
+from db.errors import DomainError
 from models.boxes import Box
 
 HISTORY_COLORS = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#4d7c0f", "#be185d")
@@ -29,6 +30,7 @@ ANNOTATE_CSS = """
 .sr-conflict { border: 2px solid #d97706; border-radius: 8px; padding: 8px 12px; }
 .sr-diff del { background: #fecaca66; } .sr-diff ins { background: #bbf7d066; text-decoration: none; }
 .sr-rejected { border-left: 4px solid #dc2626; padding-left: 8px; }
+#annotate-editor button[aria-label^="Rotate"] { display: none; }
 """
 
 
@@ -56,7 +58,10 @@ def editor_value(image: Image.Image, draft: GoZoneDraft) -> dict:
 
 
 def box_of(value: dict | None) -> tuple[float, float, float, float] | None:
-    """The Go Zone box the annotator left on the frame (the last one drawn), or None."""
+    """The Go Zone box the annotator left on the frame (the last one drawn), or None. Raises DomainError
+    for a rotated frame: its box coordinates would not be those of the stored frame."""
+    if (value or {}).get("orientation"):
+        raise DomainError("The frame is shown rotated; rotate it back upright before saving.")
     boxes = (value or {}).get("boxes") or []
     if not boxes:
         return None

@@ -79,6 +79,12 @@ class AnnotateHandlers:
 
     # --- editor --------------------------------------------------------------------------------------
 
+    def open_first(self, case_id: int | None, request: gr.Request) -> list[Any]:
+        """After page load: the first case of the queue, for annotators only (others never see the tab)."""
+        if not auth.actor_for(self.services, request).has(*ROLES):
+            return [gr.skip()] * EDITOR_OUTPUTS
+        return self.open_case(case_id, request)
+
     def open_case(self, case_id: int | None, request: gr.Request, source: str | None = None) -> list[Any]:
         """The editor on ``case_id``: its newest version, or the pre-fill ``source``."""
         actor = self._actor(request)
@@ -176,20 +182,25 @@ def build(services: Services) -> None:
     edited = [ids, c["editor"], c["phase"], *c["texts"]]
 
     gr.on(None, user_action(handlers.populate), outputs=[c["case"], c["assign_box"], c["assign_users"]],
-          show_progress="hidden").success(user_action(handlers.open_case), inputs=c["case"],
+          show_progress="hidden").success(user_action(handlers.open_first), inputs=c["case"],
                                           outputs=editor_outputs)
     c["state_filter"].input(user_action(handlers.list_queue), inputs=c["state_filter"], outputs=c["case"])
     c["case"].input(user_action(handlers.open_case), inputs=c["case"], outputs=editor_outputs,
                     api_name="annotate_open")
     c["load"].click(user_action(handlers.prefill), inputs=[ids, c["source"]], outputs=editor_outputs)
 
+    # Gradio finds the request by the parameter's annotation, so the inputs are spelled out.
     @user_action
-    def save_draft(*args: Any, request: gr.Request) -> list[Any]:
-        return handlers.save(False, *args, request=request)
+    def save_draft(ids: dict | None, value: dict | None, phase: str | None, location: str, exposure: str,
+                   next_action: str, critical_risk: str, request: gr.Request) -> list[Any]:
+        return handlers.save(False, ids, value, phase, location, exposure, next_action, critical_risk,
+                             request=request)
 
     @user_action
-    def submit(*args: Any, request: gr.Request) -> list[Any]:
-        return handlers.save(True, *args, request=request)
+    def submit(ids: dict | None, value: dict | None, phase: str | None, location: str, exposure: str,
+               next_action: str, critical_risk: str, request: gr.Request) -> list[Any]:
+        return handlers.save(True, ids, value, phase, location, exposure, next_action, critical_risk,
+                             request=request)
 
     c["save"].click(save_draft, inputs=edited, outputs=editor_outputs, api_name="annotate_save")
     c["submit"].click(submit, inputs=edited, outputs=editor_outputs, api_name="annotate_submit")

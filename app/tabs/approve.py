@@ -40,6 +40,12 @@ class ApproveHandlers:
             return gr.skip()
         return self._pending(actor)[0]
 
+    def show_first(self, annotation_id: int | None, request: gr.Request) -> list[Any]:
+        """After page load: the first pending version, for approvers only (others never see the tab)."""
+        if not auth.actor_for(self.services, request).has(*ROLES):
+            return [gr.skip()] * 3
+        return self.show(annotation_id, request)
+
     def show(self, annotation_id: int | None, request: gr.Request) -> list[Any]:
         actor = self._actor(request)
         if annotation_id is None:
@@ -88,7 +94,7 @@ def build(services: Services) -> None:
 
     shown = [details, image, comment]
     gr.on(None, user_action(handlers.populate), outputs=pending, show_progress="hidden").success(
-        user_action(handlers.show), inputs=pending, outputs=shown)
+        user_action(handlers.show_first), inputs=pending, outputs=shown)
     refresh.click(user_action(handlers.populate), outputs=pending).success(
         user_action(handlers.show), inputs=pending, outputs=shown)
     pending.input(user_action(handlers.show), inputs=pending, outputs=shown, api_name="approve_show")
