@@ -14,6 +14,7 @@ import gradio as gr
 
 from annotation.importers.uploads import import_uploads
 from app import auth, render
+from app.tabs import teach
 from app.errors import user_action
 from app.model_catalog import all_specs
 from app.services import Services
@@ -136,6 +137,7 @@ def build(services: Services) -> None:
                                value="gozone", elem_id="compare-task")
             models = gr.CheckboxGroup(label="Models", choices=[], elem_id="compare-models")
             run = gr.Button("Compare", variant="primary", elem_id="compare-run")
+            teach.collect_button(services, case)  # educators: one click adds the case to a collection
         with gr.Column(scale=2):
             progress = gr.HTML(elem_id="compare-progress")
             image = gr.Image(label="Boxes", type="pil", interactive=False, elem_id="compare-image")
