@@ -47,8 +47,8 @@ def box_text(box: tuple[float, float, float, float] | None) -> str:
     return "no box" if box is None else "({:.0f}, {:.0f}) - ({:.0f}, {:.0f})".format(*box)
 
 
-def editor_value(image: Image.Image, draft: GoZoneDraft) -> dict:
-    """The image_annotator value: the frame and at most one Go Zone box."""
+def editor_value(image: Image.Image | str, draft: GoZoneDraft) -> dict:
+    """The image_annotator value: the frame (an image or a file in Gradio's cache) and at most one box."""
     boxes = []
     if draft.box is not None:
         x1, y1, x2, y2 = draft.box

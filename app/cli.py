@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from app.cli_metrics import metrics_cli
 from app.cli_users import demo_login_hint, users_cli
 from app.settings import Settings
 
@@ -22,6 +23,7 @@ cli.add_typer(db_cli, name="db")
 cli.add_typer(import_cli, name="import")
 cli.add_typer(demo_cli, name="demo")
 cli.add_typer(users_cli, name="users")
+cli.add_typer(metrics_cli, name="metrics")
 
 Dataset = Annotated[str, typer.Option(help="Dataset name, e.g. resgo or cholec80.")]
 Procedure = Annotated[str, typer.Option(help="Procedure, e.g. laparoscopic_cholecystectomy.")]
@@ -169,8 +171,13 @@ def _load_demo(services):  # noqa: ANN001, ANN202
 
     data_dir = services.settings.data_dir
     password = demo_password(data_dir, list(DEMO_USERS))
+    from review.teaching.demo import ensure_demo_collection
+
     with services.db.session_scope() as session:
-        return load_demo_pack(session, services.frames, data_dir / "demo", actor=_actor(), user_password=password)
+        summary = load_demo_pack(session, services.frames, data_dir / "demo", actor=_actor(),
+                                 user_password=password)
+        ensure_demo_collection(session, "educator")
+    return summary
 
 
 @models_cli.command("list")

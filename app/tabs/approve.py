@@ -82,7 +82,7 @@ def build(services: Services) -> None:
         refresh = gr.Button("Refresh", size="sm", elem_id="approve-refresh", scale=1)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            image = gr.Image(label="Submitted box (solid) over the model proposal (dashed)", type="pil",
+            image = gr.Image(label="Submitted box (solid) over the model proposal (dashed)", type="pil", format="jpeg",
                              interactive=False, height=520, elem_id="approve-image")
         with gr.Column(scale=2):
             details = gr.HTML(elem_id="approve-details", css_template=view.ANNOTATE_CSS)
