@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from app.cli_export import export_cli
+from app.cli_labelstudio import labelstudio_cli
 from app.cli_metrics import metrics_cli
 from app.cli_users import demo_login_hint, users_cli
 from app.settings import Settings
@@ -24,6 +26,8 @@ cli.add_typer(import_cli, name="import")
 cli.add_typer(demo_cli, name="demo")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(metrics_cli, name="metrics")
+cli.add_typer(export_cli, name="export")
+cli.add_typer(labelstudio_cli, name="labelstudio")
 
 Dataset = Annotated[str, typer.Option(help="Dataset name, e.g. resgo or cholec80.")]
 Procedure = Annotated[str, typer.Option(help="Procedure, e.g. laparoscopic_cholecystectomy.")]

@@ -19,10 +19,10 @@ from sqlalchemy import text  # noqa: E402
 from app import auth  # noqa: E402
 from app.errors import install_error_handlers, user_action  # noqa: E402
 from app.services import Services  # noqa: E402
-from app.tabs import annotate, approve, compare, dashboard, home, review, studies, teach  # noqa: E402
+from app.tabs import annotate, approve, compare, dashboard, exports, home, review, studies, teach  # noqa: E402
 
 GRADIO_PATH = "/app"
-TABS = [home, review, annotate, approve, teach, compare, dashboard, studies]
+TABS = [home, review, annotate, approve, teach, compare, dashboard, studies, exports]
 # (roles, tab id): the tab opened on page load for a user holding one of the roles, first match wins.
 LANDING = [(frozenset({"reviewer"}), "review"), (frozenset({"annotator"}), "annotate"),
            (frozenset({"approver"}), "approve"), (frozenset({"educator", "resident"}), "teach")]
