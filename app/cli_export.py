@@ -280,3 +280,50 @@ def benchmark(
         until=until,
         overwrite=overwrite,
     )
+
+
+def _label_files(fmt: str, out: Path, dataset: str | None, split: str | None, approved_only: bool,
+                 overwrite: bool, categories: str = "phase") -> None:
+    """LabelMe or COCO files of the current reference labels (see annotation/exporters)."""
+    import getpass
+
+    from annotation.exporters import export_coco, export_labelme
+    from app.services import Services
+    from app.settings import Settings
+    from db.cases import CaseFilter
+    from db.errors import DomainError
+
+    services = Services.from_settings(Settings())
+    case_filter = CaseFilter(dataset=dataset, split=split)
+    actor = f"cli:{getpass.getuser()}"
+    try:
+        with services.db.session_scope() as session:
+            if fmt == "labelme":
+                summary = export_labelme(session, services.frames, out, case_filter, approved_only=approved_only,
+                                         overwrite=overwrite, actor=actor)
+            else:
+                summary = export_coco(session, services.frames, out, case_filter, approved_only=approved_only,
+                                      categories=categories, overwrite=overwrite, actor=actor)
+    except (DomainError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    finally:
+        services.close()
+    typer.echo(summary.render())
+
+
+@export_cli.command("labelme")
+def labelme(out: Out, dataset: Dataset = None, split: Split = None, approved_only: Approved = False,
+            overwrite: Overwrite = False) -> None:
+    """Current Go Zone labels as LabelMe JSON beside a copy of each image (round-trips through
+    `surgreview import labelme`: unknown keys and flags kept, the phase in flags)."""
+    _label_files("labelme", out, dataset, split, approved_only, overwrite)
+
+
+@export_cli.command("coco")
+def coco(out: Out, dataset: Dataset = None, split: Split = None, approved_only: Approved = False,
+         overwrite: Overwrite = False,
+         categories: Annotated[str, typer.Option(help="phase (one category per phase) or go_zone (one "
+                                                      "category, the phase as an attribute).")] = "phase") -> None:
+    """Current Go Zone labels as one COCO annotations.json with the images beside it."""
+    _label_files("coco", out, dataset, split, approved_only, overwrite, categories)

@@ -92,9 +92,13 @@ def smart_resize(height: int, width: int, factor: int = QWEN25_FACTOR, min_pixel
     return h_bar, w_bar
 
 
-def _scale(values: tuple[float, float, float, float], sx: float, sy: float) -> tuple[float, float, float, float]:
+def _scale(values: tuple[float, float, float, float], to_w: float, from_w: float, to_h: float,
+           from_h: float) -> tuple[float, float, float, float]:
+    """``values`` scaled by to/from per axis. Multiplying before dividing keeps the frame edge exact
+    (W * 1000 / W == 1000), so a box inside the frame stays inside; x * (to / from) can overshoot by an
+    ulp (246 * (1000 / 246) * (246 / 1000) == 246.00000000000003)."""
     x1, y1, x2, y2 = values
-    return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+    return (x1 * to_w / from_w, y1 * to_h / from_h, x2 * to_w / from_w, y2 * to_h / from_h)
 
 
 def qwen25_to_canonical(values: tuple[float, float, float, float], width: int, height: int,
@@ -102,34 +106,61 @@ def qwen25_to_canonical(values: tuple[float, float, float, float], width: int, h
     """Qwen2.5-VL pixels of the resized input -> original pixels. ``input_size`` is (input_w, input_h)
     from ``image_grid_thw`` when known; otherwise smart_resize with the default limits."""
     input_w, input_h = input_size or smart_resize(height, width)[::-1]
-    return _scale(values, width / input_w, height / input_h)
+    return _scale(values, width, input_w, height, input_h)
 
 
 def canonical_to_qwen25(box: Box, width: int, height: int,
                         input_size: tuple[int, int] | None = None) -> tuple[float, float, float, float]:
     input_w, input_h = input_size or smart_resize(height, width)[::-1]
-    return _scale(box.as_tuple(), input_w / width, input_h / height)
+    return _scale(box.as_tuple(), input_w, width, input_h, height)
 
 
 def rel1000_to_canonical(values: tuple[float, float, float, float], width: int,
                          height: int) -> tuple[float, float, float, float]:
     """Qwen2-VL / Qwen3-VL relative 0-1000 -> original pixels."""
-    return _scale(values, width / 1000, height / 1000)
+    return _scale(values, width, 1000, height, 1000)
 
 
 def canonical_to_rel1000(box: Box, width: int, height: int) -> tuple[float, float, float, float]:
-    return _scale(box.as_tuple(), 1000 / width, 1000 / height)
+    return _scale(box.as_tuple(), 1000, width, 1000, height)
 
 
 def labelstudio_to_canonical(x: float, y: float, w: float, h: float, width: int,
                              height: int) -> tuple[float, float, float, float]:
     """Label Studio RectangleLabels (percent of the original width and height) -> original pixels."""
-    return (x * width / 100, y * height / 100, (x + w) * width / 100, (y + h) * height / 100)
+    return (x * width / 100, y * height / 100, _percent_end(x, w) * width / 100,
+            _percent_end(y, h) * height / 100)
+
+
+# x + width of a box that ends on the frame edge can come out as 100.00000000000001 in floats.
+_PERCENT_NOISE = 1e-9
+
+
+def _percent_end(start: float, size: float) -> float:
+    """start + size in percent, with float noise just past 100 % taken back to the edge (a real overshoot,
+    larger than the noise, is kept for fit_box to clip and report)."""
+    end = start + size
+    return 100.0 if 100.0 < end <= 100.0 + _PERCENT_NOISE else end
 
 
 def canonical_to_labelstudio(box: Box, width: int, height: int) -> tuple[float, float, float, float]:
     return (box.x1 * 100 / width, box.y1 * 100 / height, (box.x2 - box.x1) * 100 / width,
             (box.y2 - box.y1) * 100 / height)
+
+
+def labelme_to_canonical(points: object, width: int, height: int) -> FittedBox:
+    """LabelMe rectangle ``points`` [[x1, y1], [x2, y2]] (two opposite corners in any order) -> the canonical
+    box, ordered and clipped to the frame (see fit_box). Raises BoxError for anything else."""
+    if not (isinstance(points, list | tuple) and len(points) == 2
+            and all(isinstance(p, list | tuple) and len(p) == 2 for p in points)):
+        raise BoxError(f"rectangle points must be [[x1, y1], [x2, y2]], got {points!r}")
+    (x1, y1), (x2, y2) = points
+    return fit_box(x1, y1, x2, y2, width, height)
+
+
+def canonical_to_labelme(box: Box) -> list[list[float]]:
+    """The LabelMe rectangle points of ``box``: top-left, then bottom-right."""
+    return [[box.x1, box.y1], [box.x2, box.y2]]
 
 
 def coco_to_canonical(x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:

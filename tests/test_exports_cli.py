@@ -58,6 +58,38 @@ def test_sft_and_benchmark_from_the_command_line(run, tmp_path):
     assert empty.exit_code == 0 and "dpo export: 0 rows" in empty.output
 
 
+def test_labelme_and_coco_from_the_command_line_round_trip_through_the_importer(run, tmp_path, data_dir):
+    result = run("labelme", "--out", str(tmp_path / "lm"), "--dataset", "demo")
+    assert result.exit_code == 0 and "labelme: 16 exported" in result.output, result.output
+    files = sorted((tmp_path / "lm" / "demo").rglob("*.json"))
+    assert len(files) == 16 and all(f.with_suffix(".png").exists() or f.with_suffix(".jpg").exists()
+                                    for f in files)
+    assert json.loads(files[0].read_text())["flags"]  # the phase travels in the flags
+    result = run("coco", "--out", str(tmp_path / "coco"))
+    coco = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    assert result.exit_code == 0 and len(coco["images"]) == 16 and len(coco["annotations"]) == 16
+    again = run("coco", "--out", str(tmp_path / "coco"))
+    assert again.exit_code == 1 and "error:" in again.output
+    # Importing the LabelMe export into a fresh dataset name gives the same boxes and phases back.
+    imported = CliRunner().invoke(cli, ["import", "labelme", str(tmp_path / "lm" / "demo"), "--dataset", "copy"])
+    assert imported.exit_code == 0 and "16 imported" in imported.output, imported.output
+    from sqlalchemy import select
+
+    from app.settings import Settings
+    from db.engine import Database
+    from db.schema import Case, Label
+
+    database = Database.from_url(Settings(data_dir=data_dir).database_url)
+    with database.session_scope() as session:
+        rows = session.execute(select(Case.dataset, Case.key, Label.phase, Label.box_x1, Label.box_y1, Label.box_x2,
+                                      Label.box_y2).join(Label, Label.case_id == Case.id)
+                               .where(Label.is_current)).all()
+    database.dispose()
+    by_dataset = {name: {(key.split("/", 1)[1], *rest) for dataset, key, *rest in rows if dataset == name}
+                  for name in ("demo", "copy")}
+    assert by_dataset["copy"] == by_dataset["demo"] and len(by_dataset["demo"]) == 16
+
+
 KILLED_EXPORT = textwrap.dedent("""
     import sys, time
     from pathlib import Path

@@ -22,11 +22,12 @@ from sqlalchemy.orm import Session
 
 from annotation.importers.common import CaseMeta, ImportRejected, ImportSummary, add_case, item_scope
 from annotation.importers.frames import position_from_path
+from annotation.workflow import gozone_vocabulary
 from db import audit
 from db.frames import FrameStore, ValidatedImage
 from db.schema import Case, Label
 from models import vocabularies
-from models.boxes import BoxError, fit_box
+from models.boxes import BoxError, labelme_to_canonical
 
 MAX_JSON_BYTES = 20 * 1024 * 1024
 MAX_TEXT_CHARS = 10_000
@@ -160,9 +161,8 @@ def shape_box(shape: dict[str, Any], width: int, height: int,
     if not (isinstance(points, list) and len(points) == 2
             and all(isinstance(p, list) and len(p) == 2 for p in points)):
         raise ImportRejected(f"rectangle points must be [[x1, y1], [x2, y2]], got {points!r}")
-    (x1, y1), (x2, y2) = points
     try:
-        fitted = fit_box(x1, y1, x2, y2, width, height)
+        fitted = labelme_to_canonical(points, width, height)
     except (BoxError, OverflowError) as exc:  # OverflowError: an integer too large for a float
         raise ImportRejected(f"Go Zone box rejected: {exc}") from exc
     if fitted.clipped:
@@ -171,9 +171,11 @@ def shape_box(shape: dict[str, Any], width: int, height: int,
     return fitted.box.as_tuple()
 
 
-def phase_from(flags: Any, label: Any) -> tuple[str | None, str | None]:
-    """(phase id, raw string) from the flags set true, else from the rectangle label; conflicts rejected."""
-    vocab = vocabularies.load("resgo")
+def phase_from(flags: Any, label: Any,
+               vocab: vocabularies.Vocabulary | None = None) -> tuple[str | None, str | None]:
+    """(phase id of ``vocab``, raw string) from the flags set true, else from the rectangle label; conflicts
+    rejected. ``vocab`` defaults to ResGo's A-D."""
+    vocab = vocab or vocabularies.load("resgo")
     if not isinstance(flags, dict):
         raise ImportRejected(f"flags must be an object of true/false values, got {type(flags).__name__}")
     if label is not None and not isinstance(label, str):
@@ -211,8 +213,11 @@ def rationale_texts(doc: dict[str, Any], shape: dict[str, Any]) -> dict[str, str
     return texts
 
 
-def parse_go_zone(doc: dict[str, Any], width: int, height: int) -> GoZoneLabel:
-    """A checked LabelMe object of a ``width`` x ``height`` image -> the label to store (with warnings)."""
+def parse_go_zone(doc: dict[str, Any], width: int, height: int,
+                  vocab: vocabularies.Vocabulary | None = None) -> GoZoneLabel:
+    """A checked LabelMe object of a ``width`` x ``height`` image -> the label to store (with warnings).
+
+    Phases are read in ``vocab`` (default ResGo A-D)."""
     if (doc["imageWidth"], doc["imageHeight"]) != (width, height):
         declared = f"{doc['imageWidth']}x{doc['imageHeight']}"
         raise ImportRejected(f"imageWidth x imageHeight in the JSON is {declared} "
@@ -221,7 +226,7 @@ def parse_go_zone(doc: dict[str, Any], width: int, height: int) -> GoZoneLabel:
     warnings: list[str] = []
     box = shape_box(shape, width, height, warnings)
     flags = doc.get("flags")
-    phase, phase_raw = phase_from({} if flags is None else flags, shape.get("label"))
+    phase, phase_raw = phase_from({} if flags is None else flags, shape.get("label"), vocab)
     if phase is None:
         warnings.append("no phase in flags or label; the label is stored without a phase")
     extra = {"top": {k: v for k, v in doc.items() if k not in MODELED_TOP_KEYS},
@@ -261,7 +266,9 @@ def _import_one(session: Session, store: FrameStore, root: Path, json_path: Path
     """One LabelMe file -> ("new" | "updated" | "same", warnings). Raises ImportRejected."""
     doc = read_labelme(json_path)
     image, image_path = load_image(store, doc, root, json_path)
-    parsed = parse_go_zone(doc, image.width, image.height)
+    # The Go Zone phases of the procedure, as the annotation editor and the LabelMe export read them (ResGo
+    # A-D for cholecystectomy); gozone_vocabulary looks only at .procedure and .dataset, which CaseMeta has.
+    parsed = parse_go_zone(doc, image.width, image.height, gozone_vocabulary(meta))
     root_resolved = root.resolve()
     relative = image_path.relative_to(root_resolved) if image_path.is_relative_to(root_resolved) else \
         Path(image_path.name)
