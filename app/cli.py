@@ -229,7 +229,9 @@ def predict(model: Annotated[str, typer.Option(help="Model name (see `surgreview
             tag: Tags = None,
             case: Annotated[list[str] | None, typer.Option(help="A case key (repeatable).")] = None,
             limit: Annotated[int | None, typer.Option(help="At most this many cases.")] = None,
-            batch_size: Annotated[int, typer.Option(min=1, max=256)] = 4) -> None:
+            batch_size: Annotated[int | None, typer.Option(
+                min=1, max=1024, help="Cases per batch (default: 4 for local models, twice the concurrency "
+                                      "for servers).")] = None) -> None:
     """Run MODEL on the matching cases; cached cases are not recomputed; resumable after a crash."""
     from tqdm import tqdm
 

@@ -89,7 +89,74 @@ def validate_image(data: bytes, *, max_pixels: int, max_bytes: int) -> Validated
     except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
         raise ImageRejected(f"the image is truncated or corrupt ({exc})") from exc
     image.close()
+    _refuse_trailing_data(data, image.format or "")
     return ValidatedImage(data, hashlib.sha256(data).hexdigest(), width, height, image.format or "")
+
+
+def _refuse_trailing_data(data: bytes, image_format: str) -> None:
+    """ImageRejected when bytes follow the end of a PNG, JPEG or WebP image: such a file is also something
+    else (a ZIP, an HTML page, a script), and the store would keep and serve it whole."""
+    end = {"PNG": _png_end, "JPEG": _jpeg_end, "WEBP": _webp_end}.get(image_format, lambda _: None)(data)
+    if end is None or end >= len(data):
+        return
+    trailing = data[end:]
+    if not trailing.strip(b"\x00"):  # zero padding some cameras write after the image is harmless
+        return
+    raise ImageRejected(f"the file has {len(trailing):,} bytes after the end of the {image_format} image; "
+                        "it may be another file disguised as an image (a polyglot), so it is not accepted")
+
+
+def _png_end(data: bytes) -> int | None:
+    """Offset just past the IEND chunk, walking the chunks from the signature; None if there is none."""
+    offset = 8
+    while offset + 12 <= len(data):
+        length = struct.unpack(">I", data[offset:offset + 4])[0]
+        kind = data[offset + 4:offset + 8]
+        offset += 12 + length
+        if kind == b"IEND":
+            return offset
+    return None
+
+
+def _jpeg_end(data: bytes) -> int | None:
+    """Offset just past the EOI marker of the image that starts at SOI, walking its segments and the
+    entropy-coded data after each SOS (where 0xFF is followed by 0x00 stuffing or a restart marker)."""
+    offset, size = 2, len(data)
+    while offset < size:
+        if data[offset] != 0xFF:
+            return None
+        while offset < size and data[offset] == 0xFF:  # fill bytes
+            offset += 1
+        if offset >= size:
+            return None
+        marker = data[offset]
+        offset += 1
+        if marker == 0xD9:
+            return offset
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            continue
+        if offset + 2 > size:
+            return None
+        offset += struct.unpack(">H", data[offset:offset + 2])[0]
+        if marker == 0xDA:
+            while True:
+                offset = data.find(b"\xff", offset)
+                if offset < 0 or offset + 1 >= size:
+                    return None
+                following = data[offset + 1]
+                if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
+                    offset += 1
+                    continue
+                break
+    return None
+
+
+def _webp_end(data: bytes) -> int | None:
+    """Offset just past the RIFF container, whose header states its size."""
+    if len(data) < 12 or data[:4] != b"RIFF":
+        return None
+    size = struct.unpack("<I", data[4:8])[0]
+    return 8 + size + (size & 1)
 
 
 class FrameStore:
@@ -159,9 +226,12 @@ class FrameStore:
     def read(self, frame: Frame) -> bytes:
         return self.path(frame).read_bytes()
 
-    def open_image(self, frame: Frame) -> Image.Image:
+    def open_image(self, frame: Frame, *, decode: bool = True) -> Image.Image:
+        """The frame as a PIL image. ``decode=False`` leaves the pixels undecoded until first use (Pillow
+        decodes on demand): a server backend that sends the stored file as it is never pays for it."""
         image = Image.open(self.path(frame))
-        image.load()
+        if decode:
+            image.load()
         return image
 
     def put(self, session: Session, image: ValidatedImage, *, flush: bool = True) -> tuple[Frame, bool]:

@@ -106,7 +106,7 @@ def _requests(store: FrameStore, cases: Sequence[Case], template: PromptTemplate
     requests = []
     for case in cases:
         context = PromptContext(vocabulary=vocabulary_for(template.task, case.dataset, case.procedure))
-        requests.append(GenerationRequest(template.first_turn(context), [store.open_image(case.frame)],
+        requests.append(GenerationRequest(template.first_turn(context), [store.open_image(case.frame, decode=False)],
                                           key=(case.key, template.task)))
     return requests
 
@@ -176,6 +176,9 @@ def parse_pending(session: Session) -> int:
     return len(pending)
 
 
+DEFAULT_BATCH_SIZE = 4
+
+
 def predict_batch(session: Session, backend: Backend, run: Run, store: FrameStore,
                   cases: Sequence[Case]) -> list[Prediction]:
     """Generate for ``cases`` in one batch (two for phase-then-go) and store every result or error."""
@@ -199,10 +202,14 @@ def predict_batch(session: Session, backend: Backend, run: Run, store: FrameStor
 
 
 def run_predictions(database: Database, store: FrameStore, backend: Backend, task: str, case_ids: Sequence[int],
-                    *, batch_size: int = 4, on_progress: Callable[[RunProgress], None] | None = None,
+                    *, batch_size: int | None = None,
+                    on_progress: Callable[[RunProgress], None] | None = None,
                     actor: str = "system") -> RunProgress:
     """Predict ``task`` for ``case_ids`` with ``backend``, committing after every batch. Resumable.
-    The run's outcome is audited under ``actor``."""
+    ``batch_size`` defaults to the backend's ``preferred_batch_size`` (a server backend wants enough
+    requests to keep all its connections busy), else DEFAULT_BATCH_SIZE. The run's outcome is audited
+    under ``actor``."""
+    batch_size = batch_size or getattr(backend, "preferred_batch_size", DEFAULT_BATCH_SIZE)
     template = template_for(task)
     progress = RunProgress(total=len(case_ids))
     with database.session_scope() as session:

@@ -88,6 +88,18 @@ def test_images_go_as_png_data_urls_in_order(server, backend_for):
     assert decoded[0].getpixel((10, 10)) == (200, 30, 30)
 
 
+def test_a_frame_opened_from_its_file_is_sent_as_the_files_bytes(server, backend_for, tmp_path):
+    """No re-encoding of stored frames: the JPEG goes out byte for byte (and an edited copy as PNG)."""
+    path = tmp_path / "frame.jpg"
+    Image.new("RGB", (64, 48), (10, 120, 200)).save(path, "JPEG", quality=90)
+    opened = Image.open(path)
+    opened.load()
+    backend_for().generate([ask("One frame.", [opened, opened.rotate(90)])])
+    first, second = image_urls(server.completions[-1].body)
+    assert first == "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    assert second.startswith("data:image/png;base64,")
+
+
 def test_images_that_do_not_match_image_parts_give_an_error_without_a_request(server, backend_for):
     too_many = GenerationRequest(messages=[{"role": "user", "content": [{"type": "image"}]}],
                                  images=[Image.new("RGB", (8, 8)), Image.new("RGB", (8, 8))])
