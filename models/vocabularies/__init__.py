@@ -89,6 +89,8 @@ def available() -> list[str]:
 
 # Which phase vocabulary a procedure uses when its dataset has none of its own.
 _PROCEDURE_PHASES = {"laparoscopic_cholecystectomy": "resgo", "laparoscopic_gastric_bypass": "multibypass140"}
+# Datasets without phases of their own whose frames carry another dataset's phase labels.
+_DATASET_PHASES = {"cholect50": "cholec80"}
 
 
 def vocabulary_for(task: str, dataset: str | None = None, procedure: str | None = None) -> Vocabulary:
@@ -98,4 +100,6 @@ def vocabulary_for(task: str, dataset: str | None = None, procedure: str | None 
         return load("resgo")
     if dataset and dataset in available() and load(dataset).phases:
         return load(dataset)
+    if dataset in _DATASET_PHASES:
+        return load(_DATASET_PHASES[dataset])
     return load(_PROCEDURE_PHASES.get(procedure or "", "resgo"))
