@@ -15,21 +15,27 @@ labelstudio_cli = typer.Typer(
 )
 
 Url = Annotated[
-    str,
-    typer.Option(
-        envvar="SURGREVIEW_LABEL_STUDIO_URL",
-        show_envvar=True,
-        help="Label Studio base URL, e.g. http://127.0.0.1:8080.",
-    ),
+    str | None,
+    typer.Option(help="Label Studio base URL, e.g. http://127.0.0.1:8080 (default: the setting "
+                      "SURGREVIEW_LABEL_STUDIO_URL)."),
 ]
 Token = Annotated[
-    str,
-    typer.Option(
-        envvar="SURGREVIEW_LABEL_STUDIO_TOKEN",
-        show_envvar=True,
-        help="Label Studio legacy API token (Account & Settings).",
-    ),
+    str | None,
+    typer.Option(help="Label Studio legacy API token, Account & Settings (default: the setting "
+                      "SURGREVIEW_LABEL_STUDIO_TOKEN)."),
 ]
+
+
+def _connect(services, url: str | None, token: str | None):
+    """A client for the server named on the command line or in the settings."""
+    from annotation.labelstudio import connect
+
+    url = url or services.settings.label_studio_url
+    token = token or services.settings.label_studio_token.get_secret_value()
+    if not url or not token:
+        raise DomainError("Give the Label Studio URL and API token (--url/--token, or the settings "
+                          "SURGREVIEW_LABEL_STUDIO_URL and SURGREVIEW_LABEL_STUDIO_TOKEN).")
+    return connect(url, token)
 Project = Annotated[str, typer.Option(help="Project title (push creates it when missing) or numeric id.")]
 
 
@@ -49,7 +55,7 @@ def _scope() -> Iterator:
         services.close()
 
 
-def _finish(result) -> None:  # noqa: ANN001
+def _finish(result) -> None:
     typer.echo(f"project {result.project_id}")
     typer.echo(result.summary.render())
     if result.summary.rejected:
@@ -64,9 +70,9 @@ def _actor_label() -> str:
 
 @labelstudio_cli.command("push")
 def push_cmd(
-    url: Url,
-    token: Token,
     project: Project,
+    url: Url = None,
+    token: Token = None,
     model: Annotated[str | None, typer.Option(help="Send this model's Go Zone as predictions.")] = None,
     dataset: Annotated[str | None, typer.Option()] = None,
     procedure: Annotated[str | None, typer.Option()] = None,
@@ -78,7 +84,7 @@ def push_cmd(
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many cases.")] = None,
 ) -> None:
     """Push the matching cases as tasks (once per case) with MODEL's Go Zone as a prediction."""
-    from annotation.labelstudio import connect, push
+    from annotation.labelstudio import push
     from db.cases import CaseFilter
 
     case_filter = CaseFilter(
@@ -92,7 +98,7 @@ def push_cmd(
         limit=limit,
     )
     with _scope() as (services, session):
-        client = connect(url, token)
+        client = _connect(services, url, token)
         result = push(
             session,
             services.frames,
@@ -107,9 +113,9 @@ def push_cmd(
 
 @labelstudio_cli.command("pull")
 def pull_cmd(
-    url: Url,
-    token: Token,
     project: Project,
+    url: Url = None,
+    token: Token = None,
     as_user: Annotated[
         str | None,
         typer.Option(
@@ -120,9 +126,9 @@ def pull_cmd(
     ] = None,
 ) -> None:
     """Store every new annotation of the project as a new version of its case's Go Zone annotation."""
-    from annotation.labelstudio import connect, pull
+    from annotation.labelstudio import pull
 
-    with _scope() as (_services, session):
-        client = connect(url, token)
+    with _scope() as (services, session):
+        client = _connect(services, url, token)
         result = pull(session, client, project=project, as_user=as_user, actor_label=_actor_label())
     _finish(result)

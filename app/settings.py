@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     login_rate_limit: int = Field(5, gt=0, description="Failed sign-ins allowed per username and per client "
                                   "address within login_rate_window_s before further attempts get 429.")
     login_rate_window_s: int = Field(300, gt=0, description="Window of the failed sign-in limit, in seconds.")
+    label_studio_url: str = Field("", description="Label Studio server for `surgreview labelstudio push/pull`, "
+                                  "e.g. http://127.0.0.1:8080.")
+    label_studio_token: SecretStr = Field(SecretStr(""), description="Label Studio legacy API token (Account & "
+                                          "Settings) for push and pull.")
     annotation_consensus_iou: float = Field(0.5, ge=0, le=1, description="Go Zone agreement studies: every "
                                             "pair of annotators' boxes must overlap at least this much (IoU), "
                                             "with the same phase, before a case can be approved.")
