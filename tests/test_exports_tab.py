@@ -47,8 +47,10 @@ def test_admins_export_into_the_data_folder(services):
     folder = services.settings.data_dir / "exports" / "train-sft"
     assert "8 rows" in html and str(folder) in html and "sft_trl.jsonl" in html
     assert json.loads((folder / "manifest.json").read_text())["counts"]["rows"] == 8
-    with pytest.raises(DomainError, match="target"):
-        handlers.run(gr.Request(username="tab-admin"), "grpo", "g", **{**ARGS, "target": ""})
+    # No target chosen: training data gets Qwen2.5-VL boxes, as on the command line.
+    handlers.run(gr.Request(username="tab-admin"), "grpo", "g", **{**ARGS, "target": ""})
+    manifest = json.loads((services.settings.data_dir / "exports" / "g" / "manifest.json").read_text())
+    assert manifest["target"] == "qwen25"
     with pytest.raises(DomainError, match="folder"):
         handlers.run(gr.Request(username="tab-admin"), "sft", "../outside", **ARGS)
     with pytest.raises(DomainError, match="date"):

@@ -27,7 +27,9 @@ from review.studies import list_studies
 TITLE = "Export"
 ROLES = frozenset({"admin"})
 ANY = "(any)"
-NO_TARGET = "raw (models' own text)"
+NO_TARGET = "default (preference data: the models' own text; SFT, GRPO, rejection sampling: Qwen2.5-VL)"
+# As on the command line: training targets need a box convention, Qwen2.5-VL's unless chosen otherwise.
+DEFAULT_TARGET = "qwen25"
 TARGET_CHOICES = [(NO_TARGET, ""), ("Qwen2.5-VL (resized pixels)", "qwen25"), ("Qwen3-VL (0-1000)", "qwen3")]
 _FOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -126,7 +128,7 @@ class ExportHandlers:
         rules = PairRules(min_reviewers=int(min_reviewers or 1), ties=ties, disagreements=disagreements)
         target = target or None
         if kind in NEEDS_TARGET and target is None:
-            raise DomainError(f"Choose a target model family for a {kind} export.")
+            target = DEFAULT_TARGET
         out = export_folder(self.services, folder)
         with self.services.db.session_scope() as session:
             result = run_export(
