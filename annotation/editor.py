@@ -96,9 +96,15 @@ def reference_proposal(session: Session, case_id: int) -> Proposal | None:
                                            label.next_action, label.critical_risk))
 
 
+def completeness(draft: GoZoneDraft) -> int:
+    """How much of a Go Zone annotation a pre-fill already holds (phase, box, each text)."""
+    return sum(value not in (None, "") for value in (draft.phase, draft.box, *draft.texts().values()))
+
+
 def proposals(session: Session, case_id: int) -> list[Proposal]:
-    """All pre-fills of a case: models first (by name), then the reference, then empty."""
-    found = model_proposals(session, case_id)
+    """All pre-fills of a case: models first, the most complete proposal first (then by name), then the
+    reference, then empty. The first is what the editor opens on."""
+    found = sorted(model_proposals(session, case_id), key=lambda p: -completeness(p.draft))
     reference = reference_proposal(session, case_id)
     return [*found, *([reference] if reference else []), Proposal(EMPTY, GoZoneDraft(None, None))]
 

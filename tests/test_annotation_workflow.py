@@ -45,9 +45,11 @@ def _draft(box=(100.0, 120.0, 300.0, 260.0), phase="B", **texts) -> GoZoneDraft:
 def test_the_editor_is_prefilled_from_a_model_the_reference_or_empty(demo):
     state = editor.open_editor(demo.session, demo.ann, demo.case.id)
     assert state.base_id is None and state.status is None
-    assert state.sources[:3] == ["model:demo-baseline", "model:demo-surg-r1", "model:demo-surgo-r1"]
+    # The most complete proposal first: SurGo-R1 writes phase, box and the four rationale parts.
+    assert state.sources[0] == "model:demo-surgo-r1"
+    assert set(state.sources[:3]) == {"model:demo-baseline", "model:demo-surg-r1", "model:demo-surgo-r1"}
     assert state.sources[-2:] == ["reference", "empty"]
-    assert state.source == "model:demo-baseline" and state.prediction_id is not None
+    assert state.source == "model:demo-surgo-r1" and state.prediction_id is not None
     surgo = editor.open_editor(demo.session, demo.ann, demo.case.id, "model:demo-surgo-r1")
     assert surgo.draft.phase in {"A", "B", "C", "D"} and surgo.draft.box is not None
     assert surgo.draft.location and surgo.draft.critical_risk  # SurGo-style rationale parts came along
