@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from app.cli_backup import backup_command, restore_command
 from app.cli_datasets import register as register_dataset_imports
 from app.cli_export import export_cli
 from app.cli_labelstudio import labelstudio_cli
@@ -30,6 +31,8 @@ cli.add_typer(metrics_cli, name="metrics")
 cli.add_typer(export_cli, name="export")
 cli.add_typer(labelstudio_cli, name="labelstudio")
 register_dataset_imports(import_cli)
+cli.command("backup")(backup_command)
+cli.command("restore")(restore_command)
 
 Dataset = Annotated[str, typer.Option(help="Dataset name, e.g. resgo or cholec80.")]
 Procedure = Annotated[str, typer.Option(help="Procedure, e.g. laparoscopic_cholecystectomy.")]

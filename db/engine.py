@@ -6,6 +6,7 @@ which commits when the action returns and rolls back when it raises.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,33 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER"})
+_committed = threading.local()
+
+
+def committed_writes() -> int:
+    """How many transactions that changed data this thread has committed so far (any engine). A caller
+    that compares it before and after an action knows whether the action stored anything before it failed,
+    and so whether running the action again could store something twice."""
+    return getattr(_committed, "count", 0)
+
+
+def _count_committed_writes(engine: Engine) -> None:
+    @event.listens_for(engine, "before_cursor_execute")
+    def _note_write(connection, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        if statement.lstrip()[:7].split(" ", 1)[0].upper() in _WRITES:
+            connection.info["wrote"] = True
+
+    @event.listens_for(engine, "commit")
+    def _on_commit(connection) -> None:  # noqa: ANN001
+        if connection.info.pop("wrote", False):
+            _committed.count = committed_writes() + 1
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(connection) -> None:  # noqa: ANN001
+        connection.info.pop("wrote", None)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -30,7 +58,11 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:  # noqa: ANN001
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock as the transaction starts (waiting up to busy_timeout). A deferred one
+        # that read first fails at once with "database is locked" when another process committed meanwhile
+        # (its WAL snapshot is stale; no busy wait applies). Long readers (backup) ask for DEFERRED.
+        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -41,8 +73,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
         _configure_sqlite(engine)
-        return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    else:
+        engine = create_engine(url, echo=echo, pool_pre_ping=True)
+    _count_committed_writes(engine)
+    return engine
 
 
 @dataclass
@@ -68,6 +102,17 @@ class Database:
             session.rollback()
             raise
         finally:
+            session.close()
+
+    @contextmanager
+    def read_scope(self) -> Iterator[Session]:
+        """A transaction that only reads (rolled back at the end). On SQLite it starts DEFERRED, so it runs
+        beside a writer instead of queueing for the write lock that every other transaction takes."""
+        session = self.sessions(bind=self.engine.execution_options(sqlite_begin="DEFERRED"))
+        try:
+            yield session
+        finally:
+            session.rollback()
             session.close()
 
     def dispose(self) -> None:

@@ -115,7 +115,7 @@ def submit_judgment(session: Session, actor: Actor, token: str, best: str | None
     {"correct": 0|1, "levels": {1: "correct"|"wrong"|"na", ...}, "flags": [...]}.
     InvalidJudgment when a letter is missing or unknown or a mark is not allowed.
     """
-    item, study = _own_item(session, actor, token)
+    item, study = _own_item(session, actor, token, lock=True)
     if study.status == "closed":
         raise Conflict("This study is closed; judgments can no longer change.")
     letters = sorted(item.letter_map)
@@ -191,7 +191,7 @@ def _checked_rating(letter: str, rating: Mapping[str, Any], rubric: Mapping[str,
 
 def skip_item(session: Session, actor: Actor, token: str, reason: str) -> Progress:
     """Set the actor's open item aside with a reason; it leaves the queue but can still be judged later."""
-    item, study = _own_item(session, actor, token)
+    item, study = _own_item(session, actor, token, lock=True)
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("Say why you skip this case.")
@@ -254,8 +254,12 @@ def _owned(session: Session, actor: Actor, where: Any, what: str) -> ReviewItem:
     return item
 
 
-def _own_item(session: Session, actor: Actor, token: str) -> tuple[ReviewItem, Study]:
+def _own_item(session: Session, actor: Actor, token: str, *, lock: bool = False) -> tuple[ReviewItem, Study]:
     item = _owned(session, actor, ReviewItem.token == token, "review item")
+    if lock:
+        # Two submits of one item (two tabs, two app processes) take turns on the item's row: the second then
+        # sees the first's revision and stores the next one instead of colliding on the unique keys.
+        session.refresh(item, with_for_update=True)
     return item, session.get(Study, item.study_id)
 
 

@@ -3,6 +3,8 @@ or roll back as a user action needs."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
@@ -48,6 +50,24 @@ def test_sqlite_connections_have_foreign_keys_and_wal(tmp_path):
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_sqlite_writers_take_turns_while_readers_run_beside_them(tmp_path):
+    """A transaction takes SQLite's write lock when it begins (so a read-then-write cannot fail on a stale
+    snapshot); read_scope does not, so page loads never wait for a writer."""
+    database = Database.from_url(f"sqlite:///{tmp_path / 'locks.db'}")
+    upgrade(database.engine)
+    with database.session_scope() as writer:
+        _frame(writer, 7)  # uncommitted, holding the write lock
+        with database.read_scope() as reader:
+            assert reader.scalar(select(Frame.id)) is None  # reads the last committed state, no waiting
+        other = sqlite3.connect(tmp_path / "locks.db", timeout=0.05)
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            other.execute("BEGIN IMMEDIATE")  # a second writer waits (here: gives up) from the start
+        other.close()
+    with database.read_scope() as reader:
+        assert reader.scalar(select(Frame.sha256)) == f"{7:064x}"
+    database.dispose()
 
 
 def _frame(session, n: int = 1) -> Frame:

@@ -30,7 +30,7 @@ __all__ = ["SESSION_COOKIE", "actor_for", "gradio_user", "install"]
 
 def _active_username(services: Services):
     def lookup(user_id: int) -> str | None:
-        with services.db.session_scope() as session:
+        with services.db.read_scope() as session:  # every request: never queue behind a writer
             user = session.get(User, user_id)
             return user.username if user is not None and user.is_active else None
     return lookup
