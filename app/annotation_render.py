@@ -66,6 +66,8 @@ def box_of(value: dict | None) -> tuple[float, float, float, float] | None:
     if not boxes:
         return None
     box = boxes[-1]
+    if not isinstance(box, dict) or not {"xmin", "ymin", "xmax", "ymax"} <= box.keys():
+        raise DomainError("A box is four numbers: x1, y1, x2, y2 in pixels of the frame.")
     return (box["xmin"], box["ymin"], box["xmax"], box["ymax"])
 
 

@@ -18,7 +18,7 @@ import gradio as gr
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from db.errors import Conflict, DomainError, NotFound, PermissionDenied
 
@@ -36,11 +36,16 @@ def unexpected(exc: BaseException) -> str:
 
 def as_domain_error(exc: Exception) -> DomainError | None:
     """The user-facing reading of a database refusal that is not a bug: two people saving the same thing
-    at once (a unique or one-current rule refused the second), or the database not answering."""
+    at once (a unique or one-current rule refused the second), a value the database cannot keep (too long
+    for its column, a NUL byte), or the database not answering."""
     if isinstance(exc, IntegrityError):
         log.info("concurrent write refused: %s", exc.orig)
         return Conflict("Someone saved the same item at the same moment. Nothing of yours was stored; "
                         "reload it and try again.")
+    if isinstance(exc, DataError):  # the last line of defence: services check lengths and characters first
+        log.warning("database refused a value: %s", exc.orig)
+        return DomainError("A value you entered is too long or holds characters the database cannot store "
+                           "(such as a NUL byte). Nothing was stored; shorten or correct it and try again.")
     if isinstance(exc, OperationalError):
         log.warning("database unavailable: %s", exc.orig)
         return DomainError("The database is not answering right now. Nothing was stored; "

@@ -25,8 +25,10 @@ from sqlalchemy.orm import Session, selectinload
 from db.audit import record
 from db.errors import Conflict, DomainError, NotFound, PermissionDenied
 from db.schema import ROLES, User, UserRole
+from db.text import storable
 
 USERNAME_MAX = 150
+DISPLAY_NAME_MAX = 200  # User.display_name's width
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024
 _USERNAME = re.compile(r"[a-z0-9._-]{1,150}")
@@ -76,8 +78,16 @@ def _checked_roles(roles: Iterable[str]) -> set[str]:
 
 def _checked_password(password: str) -> str:
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise DomainError(f"A password has at least {PASSWORD_MIN} characters.")
+        raise DomainError(f"A password has at least {PASSWORD_MIN} characters (and at most {PASSWORD_MAX}).")
+    if storable(password) != password:  # a lone surrogate cannot be encoded for hashing
+        raise DomainError("A password cannot hold NUL or a lone surrogate (half of an emoji).")
     return password
+
+
+def _display_name(value: str | None) -> str | None:
+    """A display name the database can keep: NUL and lone surrogates replaced, cut to its column's width
+    (it is cosmetic; an identity provider's long name must not stop a sign-in)."""
+    return None if value is None else storable(value)[:DISPLAY_NAME_MAX]
 
 
 @cache
@@ -140,7 +150,7 @@ def create_user(session: Session, username: str, *, password: str | None = None,
     if session.scalar(select(User.id).where(User.username == name)) is not None:
         raise Conflict(f"The username {name!r} is taken.")
     password_hash = _hasher.hash(_checked_password(password)) if password is not None else None
-    user = User(username=name, display_name=display_name, password_hash=password_hash,
+    user = User(username=name, display_name=_display_name(display_name), password_hash=password_hash,
                 pseudonym=_new_pseudonym(session), is_active=True,
                 roles=[UserRole(role=r) for r in sorted(wanted)])
     session.add(user)
@@ -244,7 +254,7 @@ def oidc_user(session: Session, issuer: str, subject: str, *, username: str, rol
     by = f"sso:{issuer}"
     if user is None:
         user = User(username=_free_username(session, _username_from_claim(username, subject)),
-                    display_name=display_name or username, oidc_issuer=issuer, oidc_subject=subject,
+                    display_name=_display_name(display_name or username), oidc_issuer=issuer, oidc_subject=subject,
                     pseudonym=_new_pseudonym(session), is_active=True, roles=[])
         session.add(user)
         session.flush()

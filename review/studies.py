@@ -33,6 +33,7 @@ from db.schema import (
     StudyReviewer,
     User,
 )
+from db.text import storable
 from db.users import Actor, find_user, require
 from review.access import chunks, get_study, study_models, unique
 from review.assignment import LETTERS, extend, letter_maps
@@ -55,6 +56,8 @@ from review.judging import (
 __all__ = ["InvalidJudgment", "Progress", "QueueState", "StudySetup", "add_cases", "add_reviewers",
            "close_study", "create_study", "frame_for", "get_item", "list_studies", "my_judgment", "next_item",
            "reveal", "skip_item", "submit_judgment"]
+
+NAME_MAX = 200  # Study.name's width
 
 
 @dataclass
@@ -269,6 +272,8 @@ def _check_settings(name: str, task: str, model_names: Sequence[str], reviewers:
                     reveal_policy: str, limit: int | None, seed: int) -> None:
     if not name or not name.strip():
         raise DomainError("A study needs a name.")
+    if len(name.strip()) > NAME_MAX or storable(name) != name:  # the column's width; what databases store
+        raise DomainError(f"A study name has at most {NAME_MAX} characters and no NUL or lone surrogate.")
     if task not in TASKS:
         raise DomainError(f"Unknown task {task!r}; tasks are {', '.join(TASKS)}.")
     if not 2 <= len(unique(model_names)) == len(model_names) <= len(LETTERS):

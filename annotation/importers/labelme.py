@@ -26,6 +26,7 @@ from annotation.workflow import gozone_vocabulary
 from db import audit
 from db.frames import FrameStore, ValidatedImage
 from db.schema import Case, Label
+from db.text import storable
 from models import vocabularies
 from models.boxes import BoxError, labelme_to_canonical
 
@@ -85,7 +86,9 @@ def read_labelme(path: Path) -> dict[str, Any]:
         raise ImportRejected(f"no such file: {path}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ImportRejected(f"cannot read the JSON file ({exc})") from exc
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long integers, deep nesting
+    except RecursionError as exc:
+        raise ImportRejected("not usable JSON: it is nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, over-long integers
         raise ImportRejected(f"not valid JSON ({exc})") from exc
     if not isinstance(doc, dict):
         raise ImportRejected(f"a LabelMe file is a JSON object, this one is a {type(doc).__name__}")
@@ -209,8 +212,23 @@ def rationale_texts(doc: dict[str, Any], shape: dict[str, Any]) -> dict[str, str
             raise ImportRejected(f"{key} must be a string, got {type(value).__name__}")
         if value is not None and len(value) > MAX_TEXT_CHARS:
             raise ImportRejected(f"{key} is {len(value):,} characters; the limit is {MAX_TEXT_CHARS:,}")
-        texts[key] = value if value and value.strip() else None
+        texts[key] = storable(value) if value and value.strip() else None
     return texts
+
+
+def storable_json(value: Any) -> Any:
+    """``value`` (parsed JSON) with NUL and lone surrogates replaced in every string, keys included, so every
+    database can keep it; ImportRejected when it is nested too deeply to walk."""
+    try:
+        if isinstance(value, str):
+            return storable(value)
+        if isinstance(value, list):
+            return [storable_json(v) for v in value]
+        if isinstance(value, dict):
+            return {storable(k): storable_json(v) for k, v in value.items()}
+    except RecursionError as exc:
+        raise ImportRejected("keys outside the Go Zone are nested too deeply to store") from exc
+    return value
 
 
 def parse_go_zone(doc: dict[str, Any], width: int, height: int,
@@ -229,8 +247,8 @@ def parse_go_zone(doc: dict[str, Any], width: int, height: int,
     phase, phase_raw = phase_from({} if flags is None else flags, shape.get("label"), vocab)
     if phase is None:
         warnings.append("no phase in flags or label; the label is stored without a phase")
-    extra = {"top": {k: v for k, v in doc.items() if k not in MODELED_TOP_KEYS},
-             "shape": {k: v for k, v in shape.items() if k not in MODELED_SHAPE_KEYS}}
+    extra = storable_json({"top": {k: v for k, v in doc.items() if k not in MODELED_TOP_KEYS},
+                           "shape": {k: v for k, v in shape.items() if k not in MODELED_SHAPE_KEYS}})
     return GoZoneLabel(phase, phase_raw, box, rationale_texts(doc, shape), extra, warnings)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ MAX_LINE_BYTES = 2 * 1024 * 1024
 MODEL_CONFIG_KEYS = ("family", "box_convention", "color")
 # Optional string fields and the longest value their columns hold.
 _OPTIONAL_TEXT = {"prompt_version": 50, "family": 30, "box_convention": 30, "color": 20, "error": None}
+_MODEL_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 _KNOWN_KEYS = {"case", "model", "raw", "task", "params", "latency_ms", "prompt_tokens", "completion_tokens",
                *_OPTIONAL_TEXT}
 
@@ -58,9 +61,25 @@ def params_sha256(params: dict[str, Any]) -> str:
     try:
         canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                                allow_nan=False)
+        unstorable = _unstorable(params)
+    except RecursionError as exc:
+        raise ImportRejected("params are nested too deeply to store") from exc
     except ValueError as exc:
         raise ImportRejected("params hold NaN or Infinity, which cannot be stored") from exc
+    if unstorable:
+        raise ImportRejected("params hold a NUL byte or a lone surrogate, which cannot be stored")
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _unstorable(value: Any) -> bool:
+    """True when a string anywhere in ``value`` (keys included) holds NUL or a lone surrogate."""
+    if isinstance(value, str):
+        return storable(value) != value
+    if isinstance(value, list):
+        return any(_unstorable(v) for v in value)
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    return False
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, bytes | None]]:
@@ -87,6 +106,8 @@ def _text(obj: dict[str, Any], key: str, *, required: bool, limit: int | None = 
         raise ImportRejected(f"{key!r} must be a non-empty string, got {value!r:.80}")
     if limit is not None and len(value) > limit:
         raise ImportRejected(f"{key!r} is {len(value)} characters; the limit is {limit}")
+    if key != "error" and storable(value) != value:  # a key or name; the error text is stored cleaned
+        raise ImportRejected(f"{key!r} holds a NUL byte or a lone surrogate, which cannot be stored")
     return value
 
 
@@ -110,7 +131,9 @@ def parse_line(text: str, *, task: str | None, model_defaults: dict[str, str]) -
     """One JSONL line -> PredictionLine; ImportRejected names the first thing wrong."""
     try:
         obj = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        raise ImportRejected("not usable JSON: it is nested too deeply") from exc
+    except ValueError as exc:
         raise ImportRejected(f"not valid JSON ({exc})") from exc
     if not isinstance(obj, dict):
         raise ImportRejected(f"a line must be a JSON object, got {type(obj).__name__}")
@@ -132,9 +155,14 @@ def parse_line(text: str, *, task: str | None, model_defaults: dict[str, str]) -
     if config.get("box_convention") not in (None, *CONVENTIONS):
         raise ImportRejected(f"unknown box_convention {config['box_convention']!r}; "
                              f"known: {', '.join(CONVENTIONS)}")
+    model = _text(obj, "model", required=True, limit=100)
+    if not _MODEL_NAME.fullmatch(model):  # the registry's rule: the name appears in pages and file names
+        raise ImportRejected(f"'model' {model[:80]!r} may hold only letters, digits, '.', '_' and '-'")
+    if config.get("color") is not None and not _COLOR.fullmatch(config["color"]):
+        raise ImportRejected(f"'color' must be #rrggbb, got {config['color']!r}")
     return PredictionLine(
         case=_text(obj, "case", required=True, limit=400),
-        model=_text(obj, "model", required=True, limit=100),
+        model=model,
         task=line_task, raw=raw, prompt_version=texts["prompt_version"] or "imported", params=params,
         latency_ms=_latency(obj), prompt_tokens=_count(obj, "prompt_tokens"),
         completion_tokens=_count(obj, "completion_tokens"), error=texts["error"], model_config=config,

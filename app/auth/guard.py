@@ -4,6 +4,14 @@ A pure ASGI middleware that runs inside Starlette's SessionMiddleware (it reads 
 Only the sign-in pages and the health check are open. For every other request it checks the session's
 user against the database (so disabling a user ends their sessions at once) and the sign-in's age.
 Refused browsers asking for a page are sent to ``/login?next=...``; anything else gets a bare 401.
+
+Before any of that, a state-changing request (any method but GET, HEAD and OPTIONS, the sign-in form and
+Gradio's queue included) and any websocket must come from this site: when the browser names where the
+request comes from (``Origin``, else ``Referer``, else ``Sec-Fetch-Site``), that must be this host (the
+``Host`` header: a proxy must pass the browser's, e.g. nginx ``proxy_set_header Host $host``). A cross-site
+request gets 403 ``{"detail": "cross-site request refused"}``. Requests that name no origin at all (scripts,
+the command line) pass: browsers always send one with a cross-site POST. This backs up the SameSite=Lax
+cookie, which a page on a sibling subdomain gets past.
 """
 
 from __future__ import annotations
@@ -17,6 +25,9 @@ from urllib.parse import quote, urlsplit
 import anyio.to_thread
 
 OPEN_PATHS = frozenset({"/login", "/login/sso", "/auth/callback", "/logout", "/healthz"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CROSS_SITE = frozenset({"cross-site", "same-site"})  # Sec-Fetch-Site values of another origin
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 SCOPE_USER = "surgreview.user"  # the verified username, for Gradio's auth_dependency
 USER_ID, USERNAME, LOGIN_AT = "uid", "username", "login_at"
 DEFAULT_NEXT = "/app/"
@@ -61,6 +72,9 @@ class SessionGuard:
             await self.app(scope, receive, send)
             return
         scope.pop(SCOPE_USER, None)  # only this middleware may set it
+        if (scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS) and not same_site(scope):
+            await _refuse_cross_site(scope, send)
+            return
         if scope["type"] == "http" and scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
@@ -82,6 +96,44 @@ class SessionGuard:
                 session.clear()  # the cookie is dropped with this response
             return None
         return username
+
+
+def _host_port(netloc: str, default_port: int | None) -> tuple[str, int | None] | None:
+    """(lower-case host, port) of ``host[:port]``, the port defaulted; None when it is not a host."""
+    try:
+        parts = urlsplit(f"//{netloc}")
+        port = parts.port
+    except ValueError:
+        return None
+    return (parts.hostname, port or default_port) if parts.hostname else None
+
+
+def same_site(scope: Scope) -> bool:
+    """False when the browser says the request comes from another origin than this host (see the module
+    docstring); True when it comes from here or names no origin."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+    source = headers.get("origin") or headers.get("referer")
+    if source is None:
+        return headers.get("sec-fetch-site") not in CROSS_SITE
+    parts = urlsplit(source.strip())
+    if parts.scheme not in DEFAULT_PORTS or not parts.netloc:  # "null" (sandboxed frames, file:), garbage
+        return False
+    default = DEFAULT_PORTS[parts.scheme]
+    origin = _host_port(parts.netloc, default)
+    # Only Host counts: X-Forwarded-Host is a header a cross-site page may set once a CORS preflight passes.
+    host = headers.get("host")
+    return origin is not None and host is not None and _host_port(host.strip(), default) == origin
+
+
+async def _refuse_cross_site(scope: Scope, send: Any) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = json.dumps({"detail": "cross-site request refused"}).encode()
+    await send({"type": "http.response.start", "status": 403, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _wants_page(scope: Scope) -> bool:

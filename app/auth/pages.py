@@ -53,3 +53,17 @@ def login_page(*, csrf_token: str, next_path: str, error: str = "", username: st
 </main></body></html>
 """
     return HTMLResponse(body, status_code=status_code, headers=HEADERS)
+
+
+def sign_out_page() -> HTMLResponse:
+    """Asked when a sign-out link was followed from another site: a button that signs out from this one."""
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>Sign out - SurgReview</title><style>{STYLE}</style></head>
+<body><main>
+<h1>SurgReview</h1>
+<p>A link on another site asked to sign you out.</p>
+<form method="post" action="/logout"><button id="logout" type="submit">Sign out</button></form>
+</main></body></html>
+"""
+    return HTMLResponse(body, status_code=403, headers=HEADERS)

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from app.auth.core import AuthContext, audit_auth, client_address, csrf_valid, show_login, start_session
-from app.auth.guard import USER_ID, USERNAME, safe_next
+from app.auth.guard import CROSS_SITE, USER_ID, USERNAME, safe_next
+from app.auth.pages import sign_out_page
 from db.errors import DomainError
 from db.schema import User
 from db.users import PASSWORD_MAX, USERNAME_MAX, authenticate, canonical_username
@@ -76,6 +77,10 @@ def build_router(context: AuthContext) -> APIRouter:
 
     @router.api_route("/logout", methods=["GET", "POST"], include_in_schema=False)
     def logout(request: Request) -> Response:
+        # A POST from another site never gets here (the guard refuses it); a link followed from another site
+        # (SameSite=Lax sends the cookie with it) asks first instead of signing out.
+        if request.method == "GET" and request.headers.get("sec-fetch-site") in CROSS_SITE:
+            return sign_out_page()
         user_id = request.session.get(USER_ID)
         if isinstance(user_id, int):
             with context.services.db.session_scope() as session:

@@ -114,6 +114,7 @@ class AnnotateHandlers:
 
     def prefill(self, ids: dict | None, source: str, request: gr.Request) -> list[Any]:
         """Replace the editor's content with the pre-fill ``source``; the base version stays."""
+        self._actor(request)  # the role first: nobody else learns even what the tab expects
         if not ids:
             raise DomainError("Open a case first.")
         return self.open_case(ids["case_id"], request, source=source)

@@ -75,7 +75,7 @@ def _audit(session: Session, actor: Actor, action: str, collection_id: int, **pa
 
 
 def _clean_name(name: str | None) -> str:
-    cleaned = " ".join((name or "").split())
+    cleaned = " ".join(storable(name or "").split())
     if not cleaned:
         raise TeachingError("Give the collection a name.")
     if len(cleaned) > NAME_MAX:
