@@ -108,7 +108,8 @@ class Bundle:
     images: dict[str, str] = field(default_factory=dict)  # frame sha256 -> relative path
 
     def image(self, frame: Frame) -> str:
-        """The relative path of ``frame``'s copy in the bundle (copied on first use)."""
+        """The relative path of ``frame``'s copy in the bundle (copied on first use). ``frame`` may be any
+        object with a Frame's ``sha256``, ``path`` and ``size_bytes``."""
         found = self.images.get(frame.sha256)
         if found is not None:
             return found
@@ -125,13 +126,18 @@ class Bundle:
         self.files[relative] = _Written(frame.sha256, frame.size_bytes)
         return relative
 
-    def write_jsonl(self, name: str, records: Iterable[Mapping[str, Any]]) -> int:
-        """Write ``records`` as JSON Lines to ``name``; returns how many."""
+    def write_jsonl(self, name: str, records: Iterable[Mapping[str, Any] | bytes]) -> int:
+        """Write ``records`` as JSON Lines to ``name``; returns how many. A record given as bytes is one JSON
+        document already encoded (compact, no newline) and is written as it is."""
         digest, size, count = hashlib.sha256(), 0, 0
+        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
         with self._open(name) as handle:
             chunk: list[bytes] = []
             for row in records:
-                chunk.append(orjson.dumps(row))
+                if isinstance(row, bytes):
+                    chunk += (row, b"\n")
+                else:
+                    chunk.append(dumps(row, option=newline))
                 count += 1
                 if len(chunk) >= _CHUNK:
                     size += _flush(handle, digest, chunk)
@@ -148,12 +154,12 @@ class Bundle:
             _sync(handle)
         self.files[name] = _Written(hashlib.sha256(data).hexdigest(), len(data), records)
 
-    def _open(self, name: str):  # noqa: ANN202
+    def _open(self, name: str):
         if name in self.files or name == MANIFEST or Path(name).is_absolute() or ".." in Path(name).parts:
             raise ValueError(f"bad or repeated bundle file name {name!r}")
         path = self.tmp / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "xb")  # noqa: SIM115 - closed by the caller's with
+        return open(path, "xb")
 
     def manifest(
         self,
@@ -192,17 +198,18 @@ class Bundle:
         }
 
 
-def _flush(handle, digest, chunk: list[bytes]) -> int:  # noqa: ANN001
+def _flush(handle, digest, chunk: list[bytes]) -> int:
+    """Write the lines of ``chunk`` (each ending with a newline) in one go, hash them and empty it."""
     if not chunk:
         return 0
-    data = b"\n".join(chunk) + b"\n"
+    data = b"".join(chunk)
     handle.write(data)
     digest.update(data)
     chunk.clear()
     return len(data)
 
 
-def _sync(handle) -> None:  # noqa: ANN001
+def _sync(handle) -> None:
     handle.flush()
     os.fsync(handle.fileno())
 
@@ -251,7 +258,7 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-class open_bundle:  # noqa: N801 - used as a context manager, like open()
+class open_bundle:
     """``with open_bundle(target, store, overwrite=False) as bundle:`` write files, then ``bundle.commit``.
 
     The temporary directory is removed when the block raises or ends without a commit. Conflict when
@@ -275,7 +282,7 @@ class open_bundle:  # noqa: N801 - used as a context manager, like open()
         self.bundle = Bundle(self.target, tmp, self.store)
         return self.bundle
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+    def __exit__(self, exc_type, exc, tb) -> None:
         if self.bundle is not None and self.bundle.tmp.exists():
             shutil.rmtree(self.bundle.tmp, ignore_errors=True)
 

@@ -18,9 +18,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from models.boxes import Box, canonical_to_qwen25, canonical_to_rel1000
 from models.parsing.sections import split_turns
-from models.prompts import TURN_SEPARATOR, PromptContext, template_for
+from models.prompts import TURN_SEPARATOR, PromptContext, PromptTemplate, template_for
 from models.vocabularies import Vocabulary
 
 Message = dict[str, Any]
@@ -91,6 +93,68 @@ def task_conversation(
     return [*history, assistant_message(assistant_turns[1])]
 
 
+class ConversationBuilder:
+    """``task_conversation`` for many outputs, with each distinct prompt message built (and encoded) once and
+    the same message object shared by every conversation that holds it: an export builds one conversation per
+    output, the prompts repeat and the answers do not. Conversations from one builder must not be mutated."""
+
+    def __init__(self) -> None:
+        # (task, vocabulary) -> (template, turn-1 messages, their encodings)
+        self._first: dict[tuple[str, Vocabulary], tuple[PromptTemplate, list[Message], list[bytes]]] = {}
+        self._second: dict[tuple[str, Vocabulary, str | None], tuple[Message, bytes]] = {}
+
+    def conversation(
+        self, task: str, vocabulary: Vocabulary, assistant_turns: Sequence[str], phase_id: str | None = None
+    ) -> list[Message]:
+        """Equal to ``task_conversation(task, vocabulary, assistant_turns, phase_id)``."""
+        return self._build(task, vocabulary, assistant_turns, phase_id, encode=False)[0]
+
+    def encoded(
+        self, task: str, vocabulary: Vocabulary, assistant_turns: Sequence[str], phase_id: str | None = None
+    ) -> tuple[list[Message], list[bytes]]:
+        """``conversation(...)`` and the orjson encoding of each of its messages, in order (for rows written
+        from encodings, such as ``trl_dpo_json``)."""
+        return self._build(task, vocabulary, assistant_turns, phase_id, encode=True)
+
+    def _build(
+        self, task: str, vocabulary: Vocabulary, turns: Sequence[str], phase_id: str | None, *, encode: bool
+    ) -> tuple[list[Message], list[bytes]]:
+        found = self._first.get((task, vocabulary))
+        if found is None:
+            found = self._first[task, vocabulary] = self._first_turn(task, vocabulary)
+        template, first, first_json = found
+        if not turns:
+            return list(first), list(first_json)
+        dumps = orjson.dumps if encode else _no_encoding
+        if template.turns == 1 or len(turns) == 1:
+            answer = assistant_message(turns[-1 if template.turns == 1 else 0])
+            return [*first, answer], [*first_json, dumps(answer)]
+        second, second_json = self._second_turn(template, task, vocabulary, phase_id)
+        one, two = assistant_message(turns[0]), assistant_message(turns[1])
+        return [*first, one, second, two], [*first_json, dumps(one), second_json, dumps(two)]
+
+    def _first_turn(
+        self, task: str, vocabulary: Vocabulary
+    ) -> tuple[PromptTemplate, list[Message], list[bytes]]:
+        template = template_for(task)
+        messages = template.first_turn(PromptContext(vocabulary=vocabulary))
+        return template, messages, [orjson.dumps(m) for m in messages]
+
+    def _second_turn(
+        self, template: PromptTemplate, task: str, vocabulary: Vocabulary, phase_id: str | None
+    ) -> tuple[Message, bytes]:
+        found = self._second.get((task, vocabulary, phase_id))
+        if found is None:
+            # The turn-2 prompt depends on the phase alone: build it once after an empty history.
+            message = template.second_turn([], "", phase_id, PromptContext(vocabulary=vocabulary))[-1]
+            found = self._second[task, vocabulary, phase_id] = (message, orjson.dumps(message))
+        return found
+
+
+def _no_encoding(_: Message) -> bytes:
+    return b""
+
+
 def raw_turns(raw: str) -> list[str]:
     """A stored output split into its assistant turns (turns are joined with a ``<|turn|>`` line)."""
     text = raw.replace("\r\n", "\n")
@@ -107,7 +171,7 @@ def raw_turns(raw: str) -> list[str]:
 
 def trl_messages_row(messages: Sequence[Message], images: Sequence[str]) -> dict[str, Any]:
     """TRL SFT (language modelling, conversational): ``{"messages", "images"}``."""
-    _check_images(messages, images)
+    check_images(messages, images)
     return {"messages": list(messages), "images": list(images)}
 
 
@@ -115,7 +179,7 @@ def trl_dpo_row(
     prompt: Sequence[Message], chosen: Sequence[Message], rejected: Sequence[Message], images: Sequence[str]
 ) -> dict[str, Any]:
     """TRL DPO (conversational preference with an explicit prompt): prompt, chosen, rejected, images."""
-    _check_images(prompt, images)
+    check_images(prompt, images)
     return {
         "prompt": list(prompt),
         "chosen": list(chosen),
@@ -124,11 +188,32 @@ def trl_dpo_row(
     }
 
 
+def trl_dpo_json(
+    prompt: Sequence[bytes], chosen: Sequence[bytes], rejected: Sequence[bytes], images: Sequence[str]
+) -> bytes:
+    """``orjson.dumps(trl_dpo_row(...))`` from the messages' encodings (``ConversationBuilder.encoded``):
+    orjson's compact form of an object is its members' forms joined, so the bytes are the same and shared
+    messages are not encoded again. The caller checks the images against the prompt (``check_images``)."""
+    return b"".join(
+        (
+            b'{"prompt":[',
+            b",".join(prompt),
+            b'],"chosen":[',
+            b",".join(chosen),
+            b'],"rejected":[',
+            b",".join(rejected),
+            b'],"images":',
+            orjson.dumps(images if isinstance(images, list) else list(images)),
+            b"}",
+        )
+    )
+
+
 def trl_kto_row(
     prompt: Sequence[Message], completion: Sequence[Message], label: bool, images: Sequence[str]
 ) -> dict[str, Any]:
     """TRL KTO (unpaired preference): prompt, completion, label (True = desirable), images."""
-    _check_images(prompt, images)
+    check_images(prompt, images)
     return {
         "prompt": list(prompt),
         "completion": list(completion),
@@ -139,11 +224,12 @@ def trl_kto_row(
 
 def trl_prompt_row(prompt: Sequence[Message], images: Sequence[str], **extra: Any) -> dict[str, Any]:
     """TRL GRPO (prompt only) with extra columns, which TRL passes to the reward functions."""
-    _check_images(prompt, images)
+    check_images(prompt, images)
     return {"prompt": list(prompt), "images": list(images), **extra}
 
 
-def _check_images(messages: Sequence[Message], images: Sequence[str]) -> None:
+def check_images(messages: Sequence[Message], images: Sequence[str]) -> None:
+    """FormatError unless the messages hold one image part per image."""
     if image_count(messages) != len(images):
         raise FormatError(f"{image_count(messages)} image parts in the messages but {len(images)} images")
 

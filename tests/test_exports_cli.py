@@ -58,7 +58,15 @@ def test_sft_and_benchmark_from_the_command_line(run, tmp_path):
     assert empty.exit_code == 0 and "dpo export: 0 rows" in empty.output
 
 
-def test_labelme_and_coco_from_the_command_line_round_trip_through_the_importer(run, tmp_path, data_dir):
+def test_labelme_and_coco_from_the_command_line_round_trip_through_the_importer(tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"  # its own: the re-import below adds a dataset the other tests must not see
+    monkeypatch.setenv("SURGREVIEW_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("SURGREVIEW_DATABASE_URL", raising=False)
+    assert CliRunner().invoke(cli, ["demo", "load"]).exit_code == 0
+
+    def run(*args):  # noqa: ANN202
+        return CliRunner().invoke(cli, ["export", *args])
+
     result = run("labelme", "--out", str(tmp_path / "lm"), "--dataset", "demo")
     assert result.exit_code == 0 and "labelme: 16 exported" in result.output, result.output
     files = sorted((tmp_path / "lm" / "demo").rglob("*.json"))

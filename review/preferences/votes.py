@@ -1,0 +1,286 @@
+"""Reviewers' votes per output and the pair rules that turn them into verdicts (see ``review.preferences``).
+
+Two readers give the same per-output votes: ``output_votes`` over the ``ratings`` frame of ``review.stats``
+(one row per rated output, as ``vote_ratings`` or ``review.results.load_ratings`` read it), and
+``study_votes``, which lets the database resolve each rating's letter and reads every rating as one small
+integer (on 100,000 judgments the row-per-rating frame was most of an export's time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from sqlalchemy import BigInteger, ColumnElement, Select, Text, and_, case, cast, func, select, type_coerce
+from sqlalchemy.orm import Session
+
+from db.bundles import ExportFilters, case_query
+from db.errors import DomainError
+from db.schema import Case, Judgment, OutputRating, ReviewItem
+from review.access import prediction_models, study_models
+
+LEVELS = (1, 2, 3)
+VOTE_COLUMNS = ["item", "case", "model", "correct", "best", "level1", "level2", "level3"]
+LEVEL_COLUMNS = [f"level{n}_{m}" for n in LEVELS for m in ("correct", "wrong")]
+COUNT_COLUMNS = ["reviewers", "correct_votes", "best_votes", *LEVEL_COLUMNS]
+
+
+@dataclass(frozen=True)
+class PairRules:
+    """How reviewers' votes become chosen, rejected, correct and per-level labels (see ``review.preferences``)."""
+
+    min_reviewers: int = 2
+    ties: str = "drop"
+    disagreements: str = "keep"
+
+    def __post_init__(self) -> None:
+        if self.min_reviewers < 1:
+            raise DomainError("The minimum number of reviewers is at least 1.")
+        if self.ties not in ("drop", "keep") or self.disagreements not in ("drop", "keep"):
+            raise DomainError("Ties and disagreements are either 'drop' or 'keep'.")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- votes and verdicts (pure) ------------------------------------------------------------------------------
+
+
+def output_votes(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Per output (case, model): reviewers, correct votes, best votes, and per level the correct and wrong
+    marks (``level1_correct``, ``level1_wrong``, ...). Sorted by case and model."""
+    frame = ratings.assign(
+        _correct=ratings["correct"].astype(int), _best=ratings["best"].astype(bool).astype(int)
+    )
+    for n in LEVELS:
+        marks = frame[f"level{n}"]
+        frame[f"level{n}_correct"] = (marks == "correct").astype(int)
+        frame[f"level{n}_wrong"] = (marks == "wrong").astype(int)
+    grouped = frame.groupby(["case", "model"], sort=True)
+    votes = grouped[["_correct", "_best", *LEVEL_COLUMNS]].sum()
+    votes.insert(0, "reviewers", grouped.size())
+    votes = votes.rename(columns={"_correct": "correct_votes", "_best": "best_votes"})
+    return votes.reset_index()
+
+
+def _holds(yes: np.ndarray, total: np.ndarray, rules: PairRules, *, tie_holds: bool) -> np.ndarray:
+    """Whether a property with ``yes`` of ``total`` votes holds (NaN-free bools) under ``rules``."""
+    no = total - yes
+    # Unanimity: every vote on one side; otherwise the majority decides.
+    decided = (yes == 0) | (no == 0) if rules.disagreements == "drop" else np.ones_like(yes, dtype=bool)
+    majority = 2 * yes > total
+    tie = 2 * yes == total
+    if rules.ties == "keep" and tie_holds:
+        majority = majority | tie
+    return decided & majority & (total >= rules.min_reviewers)
+
+
+def verdicts(votes: pd.DataFrame, rules: PairRules) -> pd.DataFrame:
+    """``votes`` with verdicts: ``label`` (True correct, False incorrect, NA undecided), ``chosen``,
+    ``rejected``, and per level ``level{n}_label`` (True correct, False wrong, NA undecided)."""
+    out = votes.copy()
+    total, correct = out["reviewers"].to_numpy(), out["correct_votes"].to_numpy()
+    is_correct = _holds(correct, total, rules, tie_holds=False)
+    is_wrong = _holds(total - correct, total, rules, tie_holds=True)
+    out["label"] = pd.array(np.where(is_correct, True, np.where(is_wrong, False, None)), dtype="boolean")
+    best = _holds(out["best_votes"].to_numpy(), total, rules, tie_holds=True)
+    out["chosen"] = best & is_correct
+    out["rejected"] = is_wrong
+    for n in LEVELS:
+        right, wrong = out[f"level{n}_correct"].to_numpy(), out[f"level{n}_wrong"].to_numpy()
+        marked = right + wrong
+        good = _holds(right, marked, rules, tie_holds=False)
+        bad = _holds(wrong, marked, rules, tie_holds=True)
+        out[f"level{n}_label"] = pd.array(np.where(good, True, np.where(bad, False, None)), dtype="boolean")
+    return out
+
+
+def preference_pairs(judged: pd.DataFrame) -> pd.DataFrame:
+    """(case, chosen, rejected) model pairs from ``verdicts``: every chosen output of a case with every
+    rejected output of it, sorted."""
+    chosen = judged.loc[judged["chosen"], ["case", "model"]].rename(columns={"model": "chosen"})
+    rejected = judged.loc[judged["rejected"], ["case", "model"]].rename(columns={"model": "rejected"})
+    pairs = chosen.merge(rejected, on="case")
+    return pairs[pairs["chosen"] != pairs["rejected"]].sort_values(
+        ["case", "chosen", "rejected"], ignore_index=True
+    )
+
+
+# --- one vote code per rating --------------------------------------------------------------------------------
+# A rating as one integer: prediction id * 128 + correct + 2 * best + 4 * (m1 + 3 * m2 + 9 * m3), where a level
+# mark m is 1 "correct", 2 "wrong" and 0 anything else (-1: the rating's letter is not in its item's letter
+# map). The database computes the codes and joins them into one text, which numpy parses: a rating costs the
+# reader no Python object, and ``decode_votes`` sums the codes per prediction.
+_CODE_BITS = 7
+
+
+def _mark(level: ColumnElement) -> ColumnElement:
+    return case((level == "correct", 1), (level == "wrong", 2), else_=0)
+
+
+def _vote_codes() -> ColumnElement:
+    """The study's vote codes joined with commas (one text for every rating, NULL for none)."""
+    prediction = cast(ReviewItem.letter_map.op("->>")(OutputRating.letter), BigInteger)
+    best = case((Judgment.best_letter == OutputRating.letter, 2), else_=0)
+    marks = _mark(OutputRating.level1) + 3 * _mark(OutputRating.level2) + 9 * _mark(OutputRating.level3)
+    code = func.coalesce(prediction * (1 << _CODE_BITS) + OutputRating.correct + best + 4 * marks, -1)
+    return func.aggregate_strings(cast(code, Text), ",")
+
+
+def parse_codes(text: str | None) -> np.ndarray:
+    """Vote codes joined by ``_vote_codes`` as an int64 array."""
+    if not text:
+        return np.zeros(0, dtype=np.int64)
+    codes = np.fromstring(text, dtype=np.int64, sep=",")
+    if (codes < 0).any():
+        raise DomainError("A rating names a letter that its review item does not have.")
+    return codes
+
+
+def decode_votes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vote codes -> (prediction ids ascending, counts per prediction in COUNT_COLUMNS order, int64)."""
+    predictions, inverse = np.unique(codes >> _CODE_BITS, return_inverse=True)
+    low = codes & ((1 << _CODE_BITS) - 1)
+    marks = low >> 2
+    parts = [low & 1, (low >> 1) & 1]
+    for n in range(len(LEVELS)):
+        mark = (marks // 3**n) % 3
+        parts += [mark == 1, mark == 2]
+    counts = np.empty((len(predictions), len(COUNT_COLUMNS)), dtype=np.int64)
+    counts[:, 0] = np.bincount(inverse, minlength=len(predictions))
+    for column, part in enumerate(parts, start=1):
+        counts[:, column] = np.bincount(inverse, weights=part, minlength=len(predictions))
+    return predictions, counts
+
+
+def _rated(study_id: int, filters: ExportFilters, *columns: ColumnElement) -> Select:
+    """``columns`` over every rating of the study's current judgments whose case ``filters`` admit."""
+    query = (
+        select(*columns)
+        .select_from(OutputRating)
+        .join(Judgment, and_(Judgment.id == OutputRating.judgment_id, Judgment.is_current))
+        .join(ReviewItem, ReviewItem.id == Judgment.item_id)
+        .where(ReviewItem.study_id == study_id)
+    )
+    if _filters_cases(filters):
+        query = query.where(ReviewItem.case_id.in_(case_query(filters)))
+    return query
+
+
+def _filters_cases(filters: ExportFilters) -> bool:
+    return any((filters.dataset, filters.split, filters.study, filters.approved_only))
+
+
+def plain_rows(session: Session, statement: Select) -> list[tuple]:
+    """Every row of ``statement`` as the driver's own tuples (no Row objects: for columns that need no result
+    processing, such as integers and text)."""
+    session.flush()
+    result = session.connection().execute(statement)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
+
+
+def study_votes(
+    session: Session, study_id: int, filters: ExportFilters
+) -> tuple[np.ndarray, np.ndarray, datetime | None]:
+    """The votes of the study's current judgments kept by ``filters`` (cases; judgment dates), per prediction:
+    (prediction ids, counts in COUNT_COLUMNS order, newest judgment time among them)."""
+    session.flush()
+    if filters.since is None and filters.until is None:
+        text, newest = (
+            session.connection()
+            .execute(_rated(study_id, filters, _vote_codes(), func.max(Judgment.created_at)))
+            .one()
+        )
+        codes = parse_codes(text)
+    else:
+        codes, newest = _dated_votes(session, study_id, filters)
+    return (*decode_votes(codes), newest)
+
+
+def _dated_votes(session: Session, study_id: int, filters: ExportFilters) -> tuple[np.ndarray, Any]:
+    """Vote codes of the judgments whose time ``filters.in_range`` admits, and the newest of those times."""
+    dates = dict(
+        session.connection()
+        .execute(
+            select(ReviewItem.id, Judgment.created_at)
+            .join(Judgment, and_(Judgment.item_id == ReviewItem.id, Judgment.is_current))
+            .where(ReviewItem.study_id == study_id)
+        )
+        .all()
+    )
+    rows = plain_rows(
+        session, _rated(study_id, filters, ReviewItem.id, _vote_codes()).group_by(ReviewItem.id)
+    )
+    kept = [(item, codes) for item, codes in rows if filters.in_range(dates[item])]
+    newest = max((dates[item] for item, _ in kept), default=None)
+    return parse_codes(",".join(codes for _, codes in kept)), newest
+
+
+def votes_frame(counts: np.ndarray, cases: np.ndarray, models: np.ndarray) -> pd.DataFrame:
+    """``output_votes``' table from per-prediction votes (``decode_votes``' counts) and each prediction's case
+    key and model name."""
+    frame = pd.DataFrame({"case": cases, "model": models})
+    for column, values in zip(COUNT_COLUMNS, counts.T, strict=True):
+        frame[column] = values
+    return frame.sort_values(["case", "model"], ignore_index=True)
+
+
+# --- the row-per-rating reader -------------------------------------------------------------------------------
+
+
+def vote_ratings(session: Session, study_id: int) -> tuple[pd.DataFrame, dict[int, Any]]:
+    """The ``ratings`` frame of ``review.stats`` restricted to the columns votes use (VOTE_COLUMNS, the same
+    values ``review.results.load_ratings`` gives), and {item: time of its current judgment}. Each item's letter
+    map is decoded once, and no flags, comments or pseudonyms are read."""
+    model_of = prediction_models(session, study_id)
+    names = {model.id: model.name for _, model in study_models(session, study_id)}
+    session.flush()
+    core = session.connection()
+    items = core.execute(
+        select(
+            ReviewItem.id,
+            Case.key,
+            type_coerce(ReviewItem.letter_map, Text),
+            Judgment.id,
+            Judgment.best_letter,
+            Judgment.created_at,
+        )
+        .join(Judgment, and_(Judgment.item_id == ReviewItem.id, Judgment.is_current))
+        .join(Case, Case.id == ReviewItem.case_id)
+        .where(ReviewItem.study_id == study_id)
+    ).all()
+    judgment = {j: (item, key, json_value(letters), best) for item, key, letters, j, best, _ in items}
+    rows = core.execute(
+        select(
+            OutputRating.judgment_id,
+            OutputRating.letter,
+            OutputRating.correct,
+            OutputRating.level1,
+            OutputRating.level2,
+            OutputRating.level3,
+        )
+        .join(Judgment, Judgment.id == OutputRating.judgment_id)
+        .join(ReviewItem, ReviewItem.id == Judgment.item_id)
+        .where(ReviewItem.study_id == study_id, Judgment.is_current)
+        .order_by(ReviewItem.id, OutputRating.letter)
+    )
+    records = []
+    for j, letter, correct, l1, l2, l3 in rows:
+        item, key, letters, best = judgment[j]
+        records.append((item, key, names[model_of[letters[letter]]], correct, best == letter, l1, l2, l3))
+    return (
+        pd.DataFrame.from_records(records, columns=VOTE_COLUMNS),
+        {item: when for item, _, _, _, _, when in items},
+    )
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column read as text (SQLite) or already decoded by the driver (PostgreSQL)."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
