@@ -62,8 +62,9 @@ def test_other_roles_are_refused_on_the_server(services):
     with pytest.raises(PermissionDenied):
         handlers.run(gr.Request(username="tab-rev"), "benchmark", "b", **ARGS)
     assert not (services.settings.data_dir / "exports" / "b").exists()
-    assert handlers.populate(gr.Request(username="tab-rev")) == [gr.skip()] * 3
-    studies, datasets, splits = handlers.populate(gr.Request(username="tab-admin"))
+    assert handlers.populate(gr.Request(username="tab-rev")) == [gr.skip()] * 4
+    studies, datasets, splits, targets = handlers.populate(gr.Request(username="tab-admin"))
+    assert [value for _, value in targets.choices] == ["", "qwen25", "qwen3"]
     assert "demo" in datasets.constructor_args["choices"] or any(
         "demo" in str(c) for c in datasets.constructor_args["choices"]
     )

@@ -84,10 +84,11 @@ class ExportHandlers:
         self.services = services
 
     def populate(self, request: gr.Request) -> list[Any]:
-        """On page load, for admins only: studies, datasets and splits."""
+        """On page load, for admins only: studies, datasets, splits and the target families (sent to nobody
+        else: a blind reviewer's page must not even name a model family)."""
         actor = auth.actor_for(self.services, request)
         if not actor.has(*ROLES):
-            return [gr.skip()] * 3
+            return [gr.skip()] * 4
         with self.services.db.session_scope() as session:
             studies = [s.name for s in list_studies(session, actor)]
             options = filter_options(session)
@@ -95,6 +96,7 @@ class ExportHandlers:
             gr.Dropdown(choices=[ANY, *studies], value=ANY),
             gr.Dropdown(choices=[ANY, *options.datasets], value=ANY),
             gr.Dropdown(choices=[ANY, *options.splits], value=ANY),
+            gr.Dropdown(choices=TARGET_CHOICES, value=""),
         ]
 
     def run(
@@ -163,7 +165,7 @@ def build(services: Services) -> None:
     with gr.Row():
         since = gr.Textbox(label="From (ISO date, UTC)", placeholder="2026-01-01", elem_id="exports-since")
         until = gr.Textbox(label="Until (exclusive)", placeholder="2026-12-31", elem_id="exports-until")
-        target = gr.Dropdown(TARGET_CHOICES, value="", label="Target model family", elem_id="exports-target")
+        target = gr.Dropdown([("default", "")], value="", label="Target model family", elem_id="exports-target")
         task = gr.Dropdown(
             ["gozone", "phase", "triplet", "cvs", "action"],
             value="gozone",
@@ -185,7 +187,8 @@ def build(services: Services) -> None:
     overwrite = gr.Checkbox(label="Replace an existing folder of that name", elem_id="exports-overwrite")
     run = gr.Button("Export", variant="primary", elem_id="exports-run")
     result = gr.HTML(elem_id="exports-result")
-    gr.on(None, user_action(handlers.populate), outputs=[study, dataset, split], show_progress="hidden")
+    gr.on(None, user_action(handlers.populate), outputs=[study, dataset, split, target],
+          show_progress="hidden")
     run.click(
         user_action(handlers.run),
         inputs=[

@@ -169,9 +169,12 @@ class ReviewHandlers:
 
     def _shown(self, actor: Actor, study_id: int, token: str | None = None, step: int = 0,
                stored: bool = False) -> list[Any]:
-        """One session: the screen, and the frame behind its opaque frame token with the boxes drawn."""
+        """One session: the screen, and the frame behind its opaque frame token with the boxes drawn. After a
+        submit the item stays on screen, so its frame is not drawn and sent again (the costliest part)."""
         with self.services.db.session_scope() as session:
             shown = screen(session, actor, int(study_id), token, step=step)
+            if stored and shown.item is not None and shown.item.token == token:
+                return _view(shown, gr.skip(), stored=stored)
             frame = frame_for(session, actor, shown.item.frame) if shown.item else None
             image = self.services.frames.open_image(frame) if frame is not None else None
         drawn = render.blind_image(image, shown.item.outputs) if image is not None else None
