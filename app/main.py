@@ -22,6 +22,7 @@ from app.services import Services  # noqa: E402
 from app.tabs import annotate, approve, compare, dashboard, exports, home, review, studies, teach  # noqa: E402
 
 GRADIO_PATH = "/app"
+EVENT_CONCURRENCY = 8
 TABS = [home, review, annotate, approve, teach, compare, dashboard, studies, exports]
 # (roles, tab id): the tab opened on page load for a user holding one of the roles, first match wins.
 LANDING = [(frozenset({"reviewer"}), "review"), (frozenset({"annotator"}), "annotate"),
@@ -57,6 +58,9 @@ def build_blocks(services: Services) -> gr.Blocks:
 
         blocks.load(show_allowed, outputs=[header, *(tab for tab, _ in tabs)]).success(
             land, outputs=tab_set, show_progress="hidden")
+    # Gradio runs one call per event at a time unless told otherwise: 50 reviewers pressing Submit queued
+    # behind each other for seconds. Handlers hold no shared state (a session per call), so let several run.
+    blocks.queue(default_concurrency_limit=EVENT_CONCURRENCY)
     return blocks
 
 

@@ -23,6 +23,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import anyio.to_thread
+from sqlalchemy.exc import OperationalError
+
+from app.errors import as_domain_error
 
 OPEN_PATHS = frozenset({"/login", "/login/sso", "/auth/callback", "/logout", "/healthz"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -78,7 +81,11 @@ class SessionGuard:
         if scope["type"] == "http" and scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        username = await self._signed_in(scope)
+        try:
+            username = await self._signed_in(scope)
+        except OperationalError as exc:  # the database is away: say so, keep the session for the retry
+            await _unavailable(scope, send, str(as_domain_error(exc)))
+            return
         if username is None:
             await _refuse(scope, receive, send)
             return
@@ -123,6 +130,17 @@ def same_site(scope: Scope) -> bool:
     # Only Host counts: X-Forwarded-Host is a header a cross-site page may set once a CORS preflight passes.
     host = headers.get("host")
     return origin is not None and host is not None and _host_port(host.strip(), default) == origin
+
+
+async def _unavailable(scope: Scope, send: Any, message: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1011})
+        return
+    body = json.dumps({"detail": message}).encode()
+    await send({"type": "http.response.start", "status": 503, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"), (b"retry-after", b"5")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _refuse_cross_site(scope: Scope, send: Any) -> None:
