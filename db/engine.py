@@ -6,7 +6,6 @@ which commits when the action returns and rolls back when it raises.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,33 +14,6 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-
-
-_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER"})
-_committed = threading.local()
-
-
-def committed_writes() -> int:
-    """How many transactions that changed data this thread has committed so far (any engine). A caller
-    that compares it before and after an action knows whether the action stored anything before it failed,
-    and so whether running the action again could store something twice."""
-    return getattr(_committed, "count", 0)
-
-
-def _count_committed_writes(engine: Engine) -> None:
-    @event.listens_for(engine, "before_cursor_execute")
-    def _note_write(connection, _cursor, statement, *_args) -> None:  # noqa: ANN001
-        if statement.lstrip()[:7].split(" ", 1)[0].upper() in _WRITES:
-            connection.info["wrote"] = True
-
-    @event.listens_for(engine, "commit")
-    def _on_commit(connection) -> None:  # noqa: ANN001
-        if connection.info.pop("wrote", False):
-            _committed.count = committed_writes() + 1
-
-    @event.listens_for(engine, "rollback")
-    def _on_rollback(connection) -> None:  # noqa: ANN001
-        connection.info.pop("wrote", None)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -73,10 +45,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
         _configure_sqlite(engine)
-    else:
-        engine = create_engine(url, echo=echo, pool_pre_ping=True)
-    _count_committed_writes(engine)
-    return engine
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True)
 
 
 @dataclass
