@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.bundles import BundleResult, ExportFilters, case_query, finish_bundle, open_bundle, paused_gc
@@ -285,15 +285,3 @@ def _provenance(item: LabelledCase) -> dict[str, Any]:
         "source": item.label.source,
         "split": item.case.split,
     }
-
-
-def count_labels(session: Session, filters: ExportFilters) -> int:
-    """How many current labels ``filters`` admits (for the Export tab's preview)."""
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(Label)
-            .where(Label.is_current, Label.case_id.in_(case_query(filters)))
-        )
-        or 0
-    )

@@ -283,15 +283,5 @@ def history(session: Session, actor: Actor, case_id: int, *, lane: int | None = 
 
 
 def version_count(session: Session, case_id: int) -> int:
+    """How many versions a case has, over all its lanes."""
     return session.scalar(select(func.count()).select_from(Annotation).where(Annotation.case_id == case_id)) or 0
-
-
-def with_phase_name(draft: GoZoneDraft, vocabulary: vocabularies.Vocabulary) -> str:
-    """'B - Dissection of Calot's Triangle' for display; the raw value when it is not in the vocabulary."""
-    if draft.phase is None:
-        return "(no phase)"
-    try:
-        return f"{draft.phase} - {vocabulary.phase(draft.phase).name}"
-    except KeyError:
-        return draft.phase
-
