@@ -39,8 +39,11 @@ def _readme_commands() -> list[str]:
 
 def _serve_command(clone: Path, port: int) -> list[str]:
     """What `make serve` runs last (after installing), with this checkout's Python on the clone's code."""
-    dry = subprocess.run(["make", "-n", "serve", f"VENV={ROOT / '.venv'}", f"PORT={port}"], cwd=clone,
-                         capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    # Run under `make test`, a nested make would inherit its flags and print "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "serve", f"VENV={ROOT / '.venv'}",
+                          f"PORT={port}"], cwd=clone, env=env, capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()
     serve = shlex.split(dry[-1])
     assert serve[0].endswith("/bin/surgreview") and serve[1:3] == ["serve", "--demo"], dry
     return [sys.executable, "-m", "app", *serve[1:]]
