@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from db.audit import record
 from db.errors import Conflict, DomainError, NotFound
+from db.files import fsync_directory, replace_directory
 from db.frames import FrameStore
 from db.schema import Case, Export, Frame, Label, Study, StudyCase
 
@@ -214,14 +215,6 @@ def _sync(handle) -> None:
     os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -296,17 +289,10 @@ def commit_bundle(bundle: Bundle, manifest: dict[str, Any], *, overwrite: bool =
     if bundle.images:
         os.sync()  # one flush for every copied image instead of one fsync each
     for folder in {bundle.tmp, *(bundle.tmp / Path(name).parent for name in bundle.files)}:
-        _fsync_dir(folder)
-    old = None
-    if bundle.target.exists():
-        if not overwrite:
-            raise Conflict(f"{bundle.target} exists already; choose another folder or overwrite it.")
-        old = bundle.target.parent / f".{bundle.target.name}.old-{secrets.token_hex(4)}"
-        os.rename(bundle.target, old)
-    os.rename(bundle.tmp, bundle.target)
-    _fsync_dir(bundle.target.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        fsync_directory(folder)
+    if bundle.target.exists() and not overwrite:
+        raise Conflict(f"{bundle.target} exists already; choose another folder or overwrite it.")
+    replace_directory(bundle.tmp, bundle.target)
     return bundle.target
 
 

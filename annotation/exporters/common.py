@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from annotation.workflow import gozone_vocabulary
 from db import audit
 from db.cases import CaseFilter
 from db.errors import Conflict
+from db.files import replace_directory
 from db.schema import Case, Export, Frame, Label
 from models.boxes import Box, BoxError, fit_box
 from models.vocabularies import Vocabulary
@@ -204,20 +204,10 @@ def staged_directory(target: Path, *, overwrite: bool) -> Iterator[Path]:
         yield staging
         os.chmod(staging, 0o755)  # mkdtemp makes it private to us; an export is meant to be shared
         os.sync()  # one flush for every file written, so the renamed folder never holds lost files
-        _swap_into_place(staging, target)
+        replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    if not target.exists():
-        staging.rename(target)
-        return
-    retired = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old"
-    target.rename(retired)
-    staging.rename(target)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def copy_frame(source: Path, destination: Path, folders: set[Path]) -> None:
