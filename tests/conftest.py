@@ -125,3 +125,11 @@ def browser():
         browser = launch_browser(playwright)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (no cookies) with a desktop-sized page, closed after the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()

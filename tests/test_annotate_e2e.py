@@ -35,14 +35,6 @@ def server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def test_an_annotator_corrects_a_prefilled_box_and_the_approver_makes_it_the_reference(server, page):
     login(page, server, "e2e-ann")  # lands on the Annotate tab with the first case of the queue open
     page.locator("#annotate-status", has_text="you start from model:").wait_for(timeout=30_000)

@@ -41,14 +41,6 @@ def server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def _queue(server, username: str) -> list[ReviewItem]:
     with server.db.session_scope() as session:
         user = find_user(session, username)

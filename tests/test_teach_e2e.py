@@ -48,14 +48,6 @@ def site(tmp_path_factory):
     services.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def _open_teach(page, site, sub_tab: str) -> None:
     page.goto(f"{site.url}/app/")
     page.get_by_role("tab", name="Teach").click(timeout=30_000)
