@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring
 from typing import Any
 
 import orjson
@@ -54,6 +55,22 @@ def user_message(text: str, *, image: bool = False) -> Message:
 
 def assistant_message(text: str) -> Message:
     return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+_ASSISTANT_JSON = b'{"role":"assistant","content":[{"type":"text","text":', b"}]}"
+
+
+def assistant_json(text: str) -> bytes:
+    """``orjson.dumps(assistant_message(text))``: the same bytes, from the standard library's C string encoder.
+    A row holds one such message per answer; orjson spends about 2 us per call here and twice as long per
+    character as the C encoder (bench.export), so this takes a third of the time for a Level-structured answer.
+    Both escape only the quote, the backslash and the C0 controls (the same short forms), and refuse lone
+    surrogates (orjson.JSONEncodeError here too)."""
+    try:
+        encoded = encode_basestring(text).encode()
+    except UnicodeEncodeError as error:
+        raise orjson.JSONEncodeError(f"str is not valid UTF-8: {error.reason}") from None
+    return b"".join((_ASSISTANT_JSON[0], encoded, _ASSISTANT_JSON[1]))
 
 
 def message_text(message: Message) -> str:
@@ -125,13 +142,16 @@ class ConversationBuilder:
         template, first, first_json = found
         if not turns:
             return list(first), list(first_json)
-        dumps = orjson.dumps if encode else _no_encoding
+        dumps = assistant_json if encode else _no_encoding
         if template.turns == 1 or len(turns) == 1:
-            answer = assistant_message(turns[-1 if template.turns == 1 else 0])
-            return [*first, answer], [*first_json, dumps(answer)]
+            text = turns[-1 if template.turns == 1 else 0]
+            return [*first, assistant_message(text)], [*first_json, dumps(text)]
         second, second_json = self._second_turn(template, task, vocabulary, phase_id)
-        one, two = assistant_message(turns[0]), assistant_message(turns[1])
-        return [*first, one, second, two], [*first_json, dumps(one), second_json, dumps(two)]
+        one, two = turns[0], turns[1]
+        return (
+            [*first, assistant_message(one), second, assistant_message(two)],
+            [*first_json, dumps(one), second_json, dumps(two)],
+        )
 
     def _first_turn(
         self, task: str, vocabulary: Vocabulary
@@ -151,7 +171,7 @@ class ConversationBuilder:
         return found
 
 
-def _no_encoding(_: Message) -> bytes:
+def _no_encoding(_: str) -> bytes:
     return b""
 
 

@@ -101,7 +101,9 @@ def export_rejection_sampling(
         trl, sharegpt, provenance, skipped, seen, newest = [], [], [], {}, set(), None
         for study, judged, outputs, when in judged_outputs(session, filters, rules):
             labels = _labels(session, judged["case"].unique().tolist())
-            for case, model in judged.loc[judged["label"] == True, ["case", "model"]].itertuples(index=False):  # noqa: E712
+            correct = judged.loc[judged["label"] == True, ["case", "model"]]  # noqa: E712
+            outputs.load(correct.itertuples(index=False, name=None))
+            for case, model in correct.itertuples(index=False):
                 output = outputs.get((case, model))
                 reason = _why_not(output, labels.get(case), seen, min_iou)
                 if reason is None:

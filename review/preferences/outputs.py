@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,15 +47,19 @@ class Output:
     model: str
     prediction_id: int
     raw: str | None
-    parsed_json: Any  # the parsed column as read: JSON text (SQLite) or a dict (PostgreSQL); decoded on use
     phase: str | None  # the phase the parser read (turn 1 of phase-then-go)
     dataset: str
     procedure: str
     frame: FrameFile
-    conversations: ConversationBuilder  # shared by a study's outputs: the prompt messages are built once
+    source: StudyOutputs  # the study's outputs: shared conversation builder, parsed columns read on demand
+
+    @property
+    def conversations(self) -> ConversationBuilder:
+        """Shared by a study's outputs: the prompt messages are built once."""
+        return self.source.conversations
 
     def parsed_output(self) -> ParsedOutput:
-        return ParsedOutput.from_json(json_value(self.parsed_json) or {})
+        return ParsedOutput.from_json(json_value(self.source.parsed_json(self.prediction_id)) or {})
 
     def conversation(self, target: str | None) -> list[Message] | None:
         """The full conversation (prompt turns and this output's turns), or None when the output has no
@@ -121,29 +125,93 @@ def render_turns(parsed: ParsedOutput, task: str, width: int, height: int, targe
     return [level_target(parsed.levels, answer, parsed.thinking)]
 
 
+# Texts are read in chunks of this many predictions (bound parameters: SQLite allows 32,766 per statement).
+_TEXT_CHUNK = 5000
+_Case = tuple[str, str, str, int]  # key, dataset, procedure, frame id
+
+
 class StudyOutputs(Mapping[tuple[str, str], Output]):
-    """{(case key, model name): Output} of a study's predictions. The rows are read at once; an Output is made
-    when asked for (an export touches only the outputs its rows need, once each)."""
+    """{(case key, model name): Output} of a study's predictions. Which prediction is which output is read at
+    once; the texts only for the outputs a caller ``load``s (a preference export needs those of its pairs,
+    so most of the study's text is never read), and the parsed columns only when asked for."""
 
-    def __init__(self, study: Study, rows: list[tuple], frames: Mapping[int, FrameFile]) -> None:
-        """``rows``: (case key, model name, prediction id, raw, parsed, phase, dataset, procedure, frame id)."""
-        self.study, self.name, self.task = study, study.name, study.task
-        self.frames = frames
+    def __init__(
+        self,
+        session: Session,
+        study: Study,
+        predictions: list[tuple[int, int, int]],
+        cases: Mapping[int, _Case],
+        models: Mapping[int, str],
+        frames: Mapping[int, FrameFile],
+    ) -> None:
+        """``predictions``: (prediction id, case id, model id) of the study's runs; ``cases``: {case id: (key,
+        dataset, procedure, frame id)}; ``models``: {model id: name}."""
+        self.session, self.study, self.name, self.task = session, study, study.name, study.task
+        self.cases, self.frames = cases, frames
         self.conversations = ConversationBuilder()
-        self._rows = {(row[0], row[1]): row for row in rows}
-        ids = np.fromiter((row[2] for row in rows), dtype=np.int64, count=len(rows))
-        order = np.argsort(ids)
-        self._sorted_ids = ids[order]
-        self._case_of = np.array([row[0] for row in rows], dtype=object)[order]
-        self._model_of = np.array([row[1] for row in rows], dtype=object)[order]
+        self._texts: dict[int, tuple[str | None, str | None]] = {}  # prediction id: (raw text, phase)
+        self._parsed: dict[int, Any] = {}  # prediction id: the parsed column as read (JSON text or a dict)
+        # Vectorized: a study has 100,000 predictions and more. Cases and models are numbered by their
+        # place in key and name order, so a prediction's (case, model) number is also its rank in that order.
+        case_keys = sorted((case[0], case_id) for case_id, case in cases.items())
+        model_names = sorted((name, model_id) for model_id, name in models.items())
+        self._case_number = {key: n for n, (key, _) in enumerate(case_keys)}
+        self._case_id = [case_id for _, case_id in case_keys]
+        self._model_number = {name: n for n, (name, _) in enumerate(model_names)}
+        table = np.array(predictions, dtype=np.int64).reshape(-1, 3)  # prediction id, case id, model id
+        case_ids = np.array(self._case_id, dtype=np.int64)
+        by_id = np.argsort(case_ids)
+        case_number = by_id[np.searchsorted(case_ids, table[:, 1], sorter=by_id)]
+        model_ids = np.array([model_id for _, model_id in model_names], dtype=np.int64)
+        by_model = np.argsort(model_ids)
+        model_number = by_model[np.searchsorted(model_ids, table[:, 2], sorter=by_model)]
+        code = case_number * max(len(model_names), 1) + model_number
+        self._prediction_of = dict(zip(code.tolist(), table[:, 0].tolist(), strict=True))
+        order = np.argsort(table[:, 0])
+        self._sorted_ids = table[order, 0]
+        self._case_of = np.array([key for key, _ in case_keys], dtype=object)[case_number[order]]
+        self._model_of = np.array([name for name, _ in model_names], dtype=object)[model_number[order]]
+        self._rank_of = code[order]
 
-    def labels(self, prediction_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The case keys and model names of predictions of the study's runs (KeyError for any other)."""
+    def _key_of(self, key: tuple[str, str]) -> tuple[int, int] | None:
+        """(prediction id, case id) of the output ``key`` of the study, or None."""
+        case, model = self._case_number.get(key[0]), self._model_number.get(key[1])
+        if case is None or model is None:
+            return None
+        prediction = self._prediction_of.get(case * len(self._model_number) + model)
+        return None if prediction is None else (prediction, self._case_id[case])
+
+    def labels(self, prediction_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The case keys, model names and (case key, model name) ranks of predictions of the study's runs
+        (KeyError for any other)."""
         ids = self._sorted_ids
         at = np.searchsorted(ids, prediction_ids).clip(max=max(len(ids) - 1, 0))
         if len(prediction_ids) and (not len(ids) or (ids[at] != prediction_ids).any()):
             raise KeyError("a rated prediction is not one of the study's runs")
-        return self._case_of[at], self._model_of[at]
+        return self._case_of[at], self._model_of[at], self._rank_of[at]
+
+    def load(self, keys: Iterable[tuple[str, str]], *, parsed: bool = True) -> None:
+        """Read the texts (and with ``parsed`` the parsed columns) of the outputs ``keys`` at once: call it
+        before building rows from many outputs. An output not loaded is read alone when it is asked for."""
+        wanted = {found[0] for found in map(self._key_of, keys) if found is not None}
+        missing = sorted(p for p in wanted if p not in self._texts or (parsed and p not in self._parsed))
+        for start in range(0, len(missing), _TEXT_CHUNK):
+            self._read(missing[start : start + _TEXT_CHUNK], parsed=parsed)
+
+    def _read(self, prediction_ids: list[int], *, parsed: bool) -> None:
+        columns = [Prediction.id, Prediction.raw_text, Prediction.phase]
+        if parsed:
+            columns.append(type_coerce(Prediction.parsed, Text))
+        for row in plain_rows(self.session, select(*columns).where(Prediction.id.in_(prediction_ids))):
+            self._texts[row[0]] = (row[1], row[2])
+            if parsed:
+                self._parsed[row[0]] = row[3]
+
+    def parsed_json(self, prediction_id: int) -> Any:
+        """The parsed column of a prediction as read: JSON text (SQLite) or a dict (PostgreSQL)."""
+        if prediction_id not in self._parsed:
+            self._read([prediction_id], parsed=True)
+        return self._parsed.get(prediction_id)
 
     def __getitem__(self, key: tuple[str, str]) -> Output:
         made = self.get(key)
@@ -152,47 +220,70 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         return made
 
     def get(self, key: tuple[str, str], default: Output | None = None) -> Output | None:
-        row = self._rows.get(key)
-        if row is None:
+        found = self._key_of(key)
+        if found is None:
             return default
-        return Output(self.name, self.task, *row[:8], self.frames[row[8]], self.conversations)
+        prediction_id, case_id = found
+        text = self._texts.get(prediction_id)
+        if text is None:
+            self._read([prediction_id], parsed=False)
+            text = self._texts.get(prediction_id, (None, None))
+        _, dataset, procedure, frame_id = self.cases[case_id]
+        return Output(
+            self.name,
+            self.task,
+            key[0],
+            key[1],
+            prediction_id,
+            text[0],
+            text[1],
+            dataset,
+            procedure,
+            self.frames[frame_id],
+            self,
+        )
 
     def __contains__(self, key: object) -> bool:
-        return key in self._rows
+        return isinstance(key, tuple) and len(key) == 2 and self._key_of(key) is not None
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._rows)
+        """The outputs' keys in (case key, model name) order."""
+        cases, models = list(self._case_number), list(self._model_number)
+        for code in sorted(self._prediction_of):
+            yield cases[code // len(models)], models[code % len(models)]
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._prediction_of)
 
 
 def study_outputs(session: Session, study: Study) -> StudyOutputs:
-    """Every prediction of the study's runs, with the frames of their cases (read once each)."""
+    """Which prediction of the study's runs is which output, with the cases and frames they show (read once
+    each; texts are read by ``StudyOutputs.load``)."""
     runs = and_(StudyModel.run_id == Prediction.run_id, StudyModel.study_id == study.id)
-    rows = plain_rows(
-        session,
-        select(
-            Case.key,
-            Model.name,
-            Prediction.id,
-            Prediction.raw_text,
-            type_coerce(Prediction.parsed, Text),
-            Prediction.phase,
-            Case.dataset,
-            Case.procedure,
-            Case.frame_id,
-        )
-        .join(StudyModel, runs)
-        .join(Model, Model.id == StudyModel.model_id)
-        .join(Case, Case.id == Prediction.case_id),
+    # (run_id, case_id) is unique, so its index covers this query: no prediction text is touched.
+    predictions = plain_rows(
+        session, select(Prediction.id, Prediction.case_id, StudyModel.model_id).join(StudyModel, runs)
     )
+    models = dict(
+        plain_rows(
+            session,
+            select(Model.id, Model.name)
+            .join(StudyModel, StudyModel.model_id == Model.id)
+            .where(StudyModel.study_id == study.id),
+        )
+    )
+    shown = select(Prediction.case_id).join(StudyModel, runs)
+    cases = {
+        row[0]: row[1:]
+        for row in plain_rows(
+            session,
+            select(Case.id, Case.key, Case.dataset, Case.procedure, Case.frame_id).where(Case.id.in_(shown)),
+        )
+    }
     frames = plain_rows(
         session,
         select(Frame.id, Frame.sha256, Frame.path, Frame.size_bytes, Frame.width, Frame.height).where(
-            Frame.id.in_(
-                select(Case.frame_id).join(Prediction, Prediction.case_id == Case.id).join(StudyModel, runs)
-            )
+            Frame.id.in_(select(Case.frame_id).where(Case.id.in_(shown)))
         ),
     )
-    return StudyOutputs(study, rows, {row[0]: FrameFile(*row) for row in frames})
+    return StudyOutputs(session, study, predictions, cases, models, {row[0]: FrameFile(*row) for row in frames})

@@ -60,6 +60,10 @@ def dpo_rows(
     ``orjson.dumps(trl_dpo_row(...))``), the shared prompt messages encoded once for all rows."""
     pairs = preference_pairs(judged)
     cases, chosen_models, rejected_models = (pairs[c].tolist() for c in ("case", "chosen", "rejected"))
+    outputs.load(
+        [*zip(cases, chosen_models, strict=True), *zip(cases, rejected_models, strict=True)],
+        parsed=target is not None,
+    )
     made: dict[tuple[str, str], _Made] = {}  # the outputs of the current case (pairs come sorted by case)
     current = None
     for case, chosen, rejected in zip(cases, chosen_models, rejected_models, strict=True):
@@ -130,6 +134,7 @@ def kto_rows(
 ) -> Iterator[DataRow]:
     """TRL KTO rows: every output with a decided correctness verdict; label True when rated correct."""
     decided = judged.loc[judged["label"].notna(), ["case", "model", "label"]]
+    outputs.load(zip(decided["case"], decided["model"], strict=True), parsed=target is not None)
     for case, model, label in decided.itertuples(index=False):
         output = outputs.get((case, model))
         conversation = output.conversation(target) if output else None
@@ -147,6 +152,7 @@ def process_rows(judged: pd.DataFrame, outputs: Outputs, image_of: ImageOf, rows
     """Process labels: per output, its Level texts in order and each level's verdict (True correct), kept
     up to the first level without a text or a decided verdict. Stepwise-supervision columns (prompt,
     completions, labels) plus the level numbers, the output's whole-answer verdict and images."""
+    outputs.load(zip(judged["case"], judged["model"], strict=True))
     for record in judged.itertuples(index=False):
         output = outputs.get((record.case, record.model))
         if output is None:

@@ -223,13 +223,22 @@ def _dated_votes(session: Session, study_id: int, filters: ExportFilters) -> tup
     return parse_codes(",".join(codes for _, codes in kept)), newest
 
 
-def votes_frame(counts: np.ndarray, cases: np.ndarray, models: np.ndarray) -> pd.DataFrame:
+def votes_frame(
+    counts: np.ndarray, cases: np.ndarray, models: np.ndarray, order: np.ndarray | None = None
+) -> pd.DataFrame:
     """``output_votes``' table from per-prediction votes (``decode_votes``' counts) and each prediction's case
-    key and model name."""
-    frame = pd.DataFrame({"case": cases, "model": models})
-    for column, values in zip(COUNT_COLUMNS, counts.T, strict=True):
+    key and model name. ``order``: each prediction's rank in (case key, model name) order where the caller
+    knows it (``StudyOutputs.labels``), which spares sorting the strings."""
+    if order is None:
+        frame = pd.DataFrame({"case": cases, "model": models})
+        for column, values in zip(COUNT_COLUMNS, counts.T, strict=True):
+            frame[column] = values
+        return frame.sort_values(["case", "model"], ignore_index=True)
+    at = np.argsort(order, kind="stable")
+    frame = pd.DataFrame({"case": cases[at], "model": models[at]})
+    for column, values in zip(COUNT_COLUMNS, counts[at].T, strict=True):
         frame[column] = values
-    return frame.sort_values(["case", "model"], ignore_index=True)
+    return frame
 
 
 # --- the row-per-rating reader -------------------------------------------------------------------------------
