@@ -1,19 +1,31 @@
 """The export's fast paths equal the plain ones: the SQL vote reader equals ``output_votes`` over the
-row-per-rating reader, built conversations equal ``task_conversation``, and rows written from message
-encodings equal ``orjson.dumps`` of the row dicts."""
+row-per-rating reader, built conversations equal ``task_conversation``, rows written from message encodings
+equal ``orjson.dumps`` of the row dicts, answers encoded by the C string encoder equal orjson's, votes ordered
+by rank equal votes sorted by their strings, and outputs read in bulk equal outputs read one by one."""
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from db.bundles import ExportFilters
-from db.schema import Study
-from models.chat_formats import ConversationBuilder, task_conversation, trl_dpo_json, trl_dpo_row
+from db.schema import Prediction, Study
+from models.chat_formats import (
+    ConversationBuilder,
+    assistant_json,
+    assistant_message,
+    task_conversation,
+    trl_dpo_json,
+    trl_dpo_row,
+)
 from models.vocabularies import load
 from review.preferences import output_votes, study_outputs, vote_ratings
-from review.preferences.votes import study_votes, votes_frame
+from review.preferences.votes import among, study_votes, votes_frame
 from tests.test_exports_service import world  # noqa: F401 - the judged study fixture
 
 
@@ -53,3 +65,54 @@ def test_a_dpo_row_from_encodings_equals_the_dumped_row():
     encode = [orjson.dumps(m) for m in good], [orjson.dumps(m) for m in bad]
     expected = orjson.dumps(trl_dpo_row(good[:1], good[1:], bad[1:], images))
     assert trl_dpo_json(encode[0][:1], encode[0][1:], encode[1][1:], images) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=("Cs",))))
+def test_an_answer_encoded_by_the_c_string_encoder_equals_orjson(text):
+    assert assistant_json(text) == orjson.dumps(assistant_message(text))
+
+
+def test_every_ascii_character_and_a_lone_surrogate_are_encoded_like_orjson():
+    text = "".join(map(chr, range(128))) + "é\u2028\u2029\U0001f600"
+    assert assistant_json(text) == orjson.dumps(assistant_message(text))
+    with pytest.raises(orjson.JSONEncodeError, match="surrogates"):
+        assistant_json("a\ud800b")
+
+
+def test_among_selects_the_rows_of_many_ids_with_one_parameter(world):  # noqa: F811
+    session = world.session
+    ids = session.scalars(select(Prediction.id).order_by(Prediction.id)).all()
+    wanted = ids[::2] + [10**12]  # an id that no row has
+    found = session.scalars(select(Prediction.id).where(among(session, Prediction.id, wanted))).all()
+    assert sorted(found) == ids[::2]
+    assert session.scalars(select(Prediction.id).where(among(session, Prediction.id, []))).all() == []
+
+
+def test_outputs_are_read_when_asked_for_and_equal_after_load_or_forget(world):  # noqa: F811
+    study = world.session.scalar(select(Study).where(Study.id == world.study.id))
+    outputs = study_outputs(world.session, study)
+    keys = list(outputs)
+    assert keys == sorted(keys) and len(keys) == len(outputs) == 48
+    one_by_one = {key: _seen(outputs[key]) for key in keys}
+    fresh = study_outputs(world.session, study)
+    fresh.load(keys, parsed=False)
+    assert fresh._parsed == {} and len(fresh._texts) == 48  # parsed columns are read only when asked for
+    assert {key: _seen(fresh[key]) for key in keys} == one_by_one
+    fresh.forget()
+    assert fresh.get(keys[0]).raw == one_by_one[keys[0]][0]
+    assert ("no such case", keys[0][1]) not in fresh and fresh.get(("no such case", keys[0][1])) is None
+
+
+def _seen(output):
+    return output.raw, output.phase, output.prediction_id, output.parsed_output()
+
+
+def test_votes_ordered_by_rank_equal_votes_sorted_by_their_strings(world):  # noqa: F811
+    study = world.session.scalar(select(Study).where(Study.id == world.study.id))
+    predictions, counts, _ = study_votes(world.session, study.id, ExportFilters())
+    cases, models, ranks = study_outputs(world.session, study).labels(predictions)
+    shuffled = np.random.default_rng(3).permutation(len(predictions))
+    by_rank = votes_frame(counts[shuffled], cases[shuffled], models[shuffled], ranks[shuffled])
+    by_strings = votes_frame(counts[shuffled], cases[shuffled], models[shuffled])
+    pd.testing.assert_frame_equal(by_rank, by_strings)

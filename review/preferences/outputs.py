@@ -22,7 +22,7 @@ from models.chat_formats import (
 )
 from models.parsing.result import ParsedOutput
 from models.vocabularies import Vocabulary, vocabulary_for
-from review.preferences.votes import json_value, plain_rows
+from review.preferences.votes import among, json_value, plain_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +125,6 @@ def render_turns(parsed: ParsedOutput, task: str, width: int, height: int, targe
     return [level_target(parsed.levels, answer, parsed.thinking)]
 
 
-# Texts are read in chunks of this many predictions (bound parameters: SQLite allows 32,766 per statement).
-_TEXT_CHUNK = 5000
 _Case = tuple[str, str, str, int]  # key, dataset, procedure, frame id
 
 
@@ -195,14 +193,20 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         before building rows from many outputs. An output not loaded is read alone when it is asked for."""
         wanted = {found[0] for found in map(self._key_of, keys) if found is not None}
         missing = sorted(p for p in wanted if p not in self._texts or (parsed and p not in self._parsed))
-        for start in range(0, len(missing), _TEXT_CHUNK):
-            self._read(missing[start : start + _TEXT_CHUNK], parsed=parsed)
+        if missing:
+            self._read(missing, parsed=parsed)
+
+    def forget(self) -> None:
+        """Drop the texts read so far (they are read again when asked for)."""
+        self._texts.clear()
+        self._parsed.clear()
 
     def _read(self, prediction_ids: list[int], *, parsed: bool) -> None:
         columns = [Prediction.id, Prediction.raw_text, Prediction.phase]
         if parsed:
             columns.append(type_coerce(Prediction.parsed, Text))
-        for row in plain_rows(self.session, select(*columns).where(Prediction.id.in_(prediction_ids))):
+        query = select(*columns).where(among(self.session, Prediction.id, prediction_ids))
+        for row in plain_rows(self.session, query):
             self._texts[row[0]] = (row[1], row[2])
             if parsed:
                 self._parsed[row[0]] = row[3]
