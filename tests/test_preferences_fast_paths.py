@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from db.bundles import ExportFilters
-from db.schema import Prediction, Study
+from db.errors import DomainError
+from db.schema import Judgment, OutputRating, Prediction, ReviewItem, Study
 from models.chat_formats import (
     ConversationBuilder,
     assistant_json,
@@ -116,3 +117,12 @@ def test_votes_ordered_by_rank_equal_votes_sorted_by_their_strings(world):  # no
     by_rank = votes_frame(counts[shuffled], cases[shuffled], models[shuffled], ranks[shuffled])
     by_strings = votes_frame(counts[shuffled], cases[shuffled], models[shuffled])
     pd.testing.assert_frame_equal(by_rank, by_strings)
+
+
+def test_a_rating_whose_letter_its_item_does_not_have_is_refused_by_the_vote_reader(world):  # noqa: F811
+    rating = world.session.scalars(select(OutputRating).limit(1)).one()
+    item = world.session.get(ReviewItem, world.session.get(Judgment, rating.judgment_id).item_id)
+    item.letter_map = {k: v for k, v in item.letter_map.items() if k != rating.letter}
+    world.session.flush()
+    with pytest.raises(DomainError, match="names a letter"):
+        study_votes(world.session, world.study.id, ExportFilters())

@@ -287,7 +287,7 @@ def study_outputs(session: Session, study: Study) -> StudyOutputs:
     frames = plain_rows(
         session,
         select(Frame.id, Frame.sha256, Frame.path, Frame.size_bytes, Frame.width, Frame.height).where(
-            Frame.id.in_(select(Case.frame_id).where(Case.id.in_(shown)))
+            among(session, Frame.id, sorted({case[3] for case in cases.values()}))
         ),
     )
     return StudyOutputs(session, study, predictions, cases, models, {row[0]: FrameFile(*row) for row in frames})
