@@ -54,7 +54,9 @@ def workspace(tmp_path_factory):
 def test_a_thousand_cases_with_bounded_concurrency_progress_and_resume(workspace):
     database, store, ids = workspace
     reply = '<think>Level 1: grasper.</think><answer>Calot Triangle Dissection</answer>'
-    with running_fake_server(Behaviour(reply=reply, latency_s=0.01)) as server:
+    # 50 ms per reply: long enough that all 16 workers are in flight at once even when a loaded machine is
+    # slow to prepare requests (at 10 ms a CI run once peaked at 15), and the thousand still take ~3 s.
+    with running_fake_server(Behaviour(reply=reply, latency_s=0.05)) as server:
         spec = ModelSpec(name="vllm-scale", backend="openai", url=server.url, remote_model="fake-model",
                          concurrency=CONCURRENCY, max_retries=1, timeout_s=10)
         backend = OpenAIBackend(spec, backoff_base_s=0.01, backoff_cap_s=0.05)
