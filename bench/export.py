@@ -3,8 +3,8 @@
     python -m bench.export [--judgments 100000] [--frames 200] [--repeat 3] [--profile]
 
 Bulk-inserts into a fresh SQLite database a study of 3 models over N/3 cases (3 reviewers per case, so N
-current judgments with 3 rated outputs each; realistic Surg-R1 and SurGo-R1 output texts; a few hundred
-distinct frames shared by the cases), then times ``review.preferences.export_preferences(kind="dpo")`` end to
+current judgments with 3 rated outputs each; realistic Surg-R1 and SurGo-R1 output texts with their parsed
+columns as the parser writes them; a few hundred distinct frames shared by the cases), then times ``review.preferences.export_preferences(kind="dpo")`` end to
 end (database reads, votes, rows, JSON Lines, images, manifest, fsync, rename) and, in the same run, orjson
 serializing the same records from memory. The two are taken in turn ``--repeat`` times, since each one's
 time depends on the heap the other leaves: the serialization makes ~80,000 fresh pages for its 58 MB, and on
@@ -44,6 +44,7 @@ from db.schema import (
     StudyModel,
     User,
 )
+from models.parsing.parse import parse_output
 from review.preferences import export_preferences
 from tests.conftest import make_image_bytes
 
@@ -67,6 +68,9 @@ SURGO = (
     '505, 662], "label": "go zone"}]\n```\n</answer>'
 )
 
+TEXTS = (SURG_R1, SURGO, "(%d,212),(431,318)")
+CONVENTIONS = ("qwen25_pixels", "rel1000", "rel1000")
+
 
 def populate(database: Database, store: FrameStore, judgments: int, n_frames: int) -> int:
     """Write the study world; returns the number of judgments made (a multiple of 3)."""
@@ -87,14 +91,21 @@ def populate(database: Database, store: FrameStore, judgments: int, n_frames: in
 
 def _rows(cases: int, frame_ids: list[int]) -> list[tuple[type, list[dict]]]:
     reviewers = (1, 2, 3)
+    # Each text variant parsed once, as an import parses it: the parsed column (levels, rationale, boxes,
+    # warnings) is 0.5-2.3 KB a prediction, larger than most texts.
+    texts = {(m, x): TEXTS[m] % (100 + x) for m in range(3) for x in range(200)}
+    parsed = {
+        key: parse_output(text, task="gozone", box_convention=CONVENTIONS[key[0]], width=64, height=48).to_json()
+        for key, text in texts.items()
+    }
     predictions = [
         {
             "id": c * 3 + m,
             "run_id": m + 1,
             "case_id": c + 1,
-            "parsed": {"version": 1},
-            "phase": "B" if m < 2 else None,
-            "raw_text": (SURG_R1, SURGO, "(%d,212),(431,318)")[m] % (100 + c % 200),
+            "parsed": parsed[m, c % 200],
+            "phase": parsed[m, c % 200]["phase"],
+            "raw_text": texts[m, c % 200],
         }
         for c in range(cases)
         for m in range(3)
