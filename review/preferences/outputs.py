@@ -196,11 +196,6 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         if missing:
             self._read(missing, parsed=parsed)
 
-    def forget(self) -> None:
-        """Drop the texts read so far (they are read again when asked for)."""
-        self._texts.clear()
-        self._parsed.clear()
-
     def _read(self, prediction_ids: list[int], *, parsed: bool) -> None:
         columns = [Prediction.id, Prediction.raw_text, Prediction.phase]
         if parsed:
