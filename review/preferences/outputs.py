@@ -156,6 +156,7 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         self._case_number = {key: n for n, (key, _) in enumerate(case_keys)}
         self._case_id = [case_id for _, case_id in case_keys]
         self._model_number = {name: n for n, (name, _) in enumerate(model_names)}
+        self._models = max(len(model_names), 1)  # the (case, model) number's base
         table = np.array(predictions, dtype=np.int64).reshape(-1, 3)  # prediction id, case id, model id
         case_ids = np.array(self._case_id, dtype=np.int64)
         by_id = np.argsort(case_ids)
@@ -163,7 +164,7 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         model_ids = np.array([model_id for _, model_id in model_names], dtype=np.int64)
         by_model = np.argsort(model_ids)
         model_number = by_model[np.searchsorted(model_ids, table[:, 2], sorter=by_model)]
-        code = case_number * max(len(model_names), 1) + model_number
+        code = case_number * self._models + model_number
         self._prediction_of = dict(zip(code.tolist(), table[:, 0].tolist(), strict=True))
         order = np.argsort(table[:, 0])
         self._sorted_ids = table[order, 0]
@@ -176,7 +177,7 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         case, model = self._case_number.get(key[0]), self._model_number.get(key[1])
         if case is None or model is None:
             return None
-        prediction = self._prediction_of.get(case * len(self._model_number) + model)
+        prediction = self._prediction_of.get(case * self._models + model)
         return None if prediction is None else (prediction, self._case_id[case])
 
     def labels(self, prediction_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -249,7 +250,7 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         """The outputs' keys in (case key, model name) order."""
         cases, models = list(self._case_number), list(self._model_number)
         for code in sorted(self._prediction_of):
-            yield cases[code // len(models)], models[code % len(models)]
+            yield cases[code // self._models], models[code % self._models]
 
     def __len__(self) -> int:
         return len(self._prediction_of)
@@ -271,12 +272,14 @@ def study_outputs(session: Session, study: Study) -> StudyOutputs:
             .where(StudyModel.study_id == study.id),
         )
     )
-    shown = select(Prediction.case_id).join(StudyModel, runs)
+    shown = sorted({case_id for _, case_id, _ in predictions})
     cases = {
         row[0]: row[1:]
         for row in plain_rows(
             session,
-            select(Case.id, Case.key, Case.dataset, Case.procedure, Case.frame_id).where(Case.id.in_(shown)),
+            select(Case.id, Case.key, Case.dataset, Case.procedure, Case.frame_id).where(
+                among(session, Case.id, shown)
+            ),
         )
     }
     frames = plain_rows(
