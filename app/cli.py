@@ -18,7 +18,7 @@ from app.settings import Settings
 
 cli = typer.Typer(help="SurgReview: clinician review of surgical VLM reasoning.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database migrations and upkeep.", no_args_is_help=True)
 import_cli = typer.Typer(help="Import frames, videos, labels and predictions.", no_args_is_help=True)
 demo_cli = typer.Typer(help="The built-in synthetic demo pack.", no_args_is_help=True)
 models_cli = typer.Typer(help="The configured models.", no_args_is_help=True)
@@ -95,6 +95,20 @@ def db_current() -> None:
     from db.migrate import current_revision
 
     typer.echo(current_revision(make_engine(Settings().database_url)) or "empty (no migrations applied)")
+
+
+@db_cli.command("recount-votes")
+def db_recount_votes() -> None:
+    """Recount every review study's vote tallies from its ratings. The app keeps them in step with each
+    judgment; run this after writing ratings into the database by other means."""
+    from review.tallies import recount_studies
+
+    with _services().db.session_scope() as session:
+        counted = recount_studies(session)
+    for name, (outputs, mended) in counted.items():
+        typer.echo(f"{name}: {outputs:,} judged outputs, {mended:,} tallies mended")
+    if not counted:
+        typer.echo("no review studies")
 
 
 @import_cli.command("frames")

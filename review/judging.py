@@ -34,6 +34,7 @@ from db.text import storable
 from db.users import Actor, require
 from models.vocabularies import vocabulary_for
 from review.blinding import BlindItem, blind_item
+from review.tallies import count_judgment
 
 DEFAULT_RUBRIC: dict[str, Any] = {
     "levels": [1, 2, 3],
@@ -127,6 +128,7 @@ def submit_judgment(session: Session, actor: Actor, token: str, best: str | None
     if previous is not None:
         previous.is_current = False
         session.flush()  # the one-current index must see the old revision retired first
+        count_judgment(session, item, previous, -1)
     latest = session.scalar(select(func.max(Judgment.revision)).where(Judgment.item_id == item.id)) or 0
     judgment = Judgment(item_id=item.id, author_id=actor.user_id, revision=latest + 1, is_current=True,
                         best_letter=best, none_acceptable=best is None,
@@ -136,6 +138,7 @@ def submit_judgment(session: Session, actor: Actor, token: str, best: str | None
     session.add(judgment)
     item.state = "judged"
     session.flush()
+    count_judgment(session, item, judgment, 1)
     record(session, "review.judgment", actor_id=actor.user_id, entity_type="review_item", entity_id=item.id,
            payload={"study_id": study.id, "revision": judgment.revision, "best": best,
                     "correct": {row["letter"]: row["correct"] for row in rows}})

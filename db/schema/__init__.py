@@ -24,7 +24,16 @@ from db.schema.base import (
 from db.schema.cases import Case, CaseTag, Frame, Label
 from db.schema.people import User, UserRole
 from db.schema.records import AuditEvent, Export
-from db.schema.review import Judgment, OutputRating, ReviewItem, Study, StudyCase, StudyModel, StudyReviewer
+from db.schema.review import (
+    Judgment,
+    OutputRating,
+    ReviewItem,
+    Study,
+    StudyCase,
+    StudyModel,
+    StudyReviewer,
+    VoteTally,
+)
 from db.schema.runs import Model, Prediction, Run
 from db.schema.work import Annotation, AnnotationAssignment, Collection, CollectionItem, QuizAttempt
 
@@ -59,6 +68,7 @@ __all__ = [
     "ReviewItem",
     "Judgment",
     "OutputRating",
+    "VoteTally",
     "AnnotationAssignment",
     "Annotation",
     "Collection",

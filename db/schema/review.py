@@ -166,3 +166,37 @@ class OutputRating(Base):
     level2: Mapped[str | None] = mapped_column(String(10))
     level3: Mapped[str | None] = mapped_column(String(10))
     flags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class VoteTally(Base):
+    """The votes of a study's current judgments on one output (one model's prediction for one case), kept by
+    ``review.tallies`` in the transaction that stores each judgment: an export reads one row per output
+    instead of one per rating. ``review.tallies.rebuild_tallies`` recounts them from the ratings."""
+
+    __tablename__ = "vote_tallies"
+    __table_args__ = (
+        CheckConstraint("reviewers >= 0", name="reviewers_nonnegative"),
+        *(CheckConstraint(f"{column} >= 0 AND {column} <= reviewers", name=f"{column}_counted")
+          for column in ("correct_votes", "best_votes")),
+        *(CheckConstraint(f"level{n}_correct >= 0 AND level{n}_wrong >= 0 "
+                          f"AND level{n}_correct + level{n}_wrong <= reviewers", name=f"level{n}_counted")
+          for n in (1, 2, 3)),
+    )
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id", ondelete="CASCADE"),
+                                               primary_key=True)
+    # The output's case and the study's model of it, so that a study's votes are read from this table alone.
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    reviewers: Mapped[int] = mapped_column(Integer)
+    correct_votes: Mapped[int] = mapped_column(Integer)
+    best_votes: Mapped[int] = mapped_column(Integer)
+    level1_correct: Mapped[int] = mapped_column(Integer)
+    level1_wrong: Mapped[int] = mapped_column(Integer)
+    level2_correct: Mapped[int] = mapped_column(Integer)
+    level2_wrong: Mapped[int] = mapped_column(Integer)
+    level3_correct: Mapped[int] = mapped_column(Integer)
+    level3_wrong: Mapped[int] = mapped_column(Integer)
+    # The newest of the current judgments counted here (an export's ``source_as_of``).
+    judged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,172 @@
+"""Per-output vote tallies (``VoteTally``): the votes of a study's current judgments, one row per output.
+
+A judgment adds its ratings' votes to the tallies of the outputs it rates, in the transaction that stores it;
+the revision it replaces takes its votes away again in the same transaction. So the tallies always equal a
+count over the ratings of the current judgments, which ``rebuild_tallies`` recounts (after a bulk load that
+wrote ratings directly; the migration that made the table counted the ratings so far in the same way).
+
+A rating's votes: 1 reviewer, its 0/1 correctness, 1 if its letter is the judgment's best pick, and per level
+1 correct or 1 wrong (an "na" or missing mark counts as neither).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.schema import Judgment, OutputRating, Prediction, ReviewItem, Study, StudyModel, VoteTally
+
+
+class TalliesOutOfStep(RuntimeError):
+    """The vote tallies do not hold what a judgment being replaced counted into them: ratings were written
+    without ``count_judgment`` and the study was not recounted. A fault of the installation, not of the user."""
+
+
+LEVELS = (1, 2, 3)
+COUNTS = (
+    "reviewers",
+    "correct_votes",
+    "best_votes",
+    *(f"level{n}_{mark}" for n in LEVELS for mark in ("correct", "wrong")),
+)
+
+
+def rating_votes(rating: OutputRating, best_letter: str | None) -> tuple[int, ...]:
+    """The votes one rating gives its output, in COUNTS order."""
+    levels = [getattr(rating, f"level{n}") for n in LEVELS]
+    marks = [int(mark == side) for mark in levels for side in ("correct", "wrong")]
+    return (1, int(rating.correct), int(best_letter is not None and best_letter == rating.letter), *marks)
+
+
+def count_judgment(session: Session, item: ReviewItem, judgment: Judgment, sign: int) -> None:
+    """Add (``sign`` 1) or take away (-1) the votes of ``judgment``, a judgment of ``item``, in the tallies
+    of the outputs it rates. Rows are written in prediction order, so concurrent judgments of one case
+    lock them in the same order."""
+    letters = {rating.letter: item.letter_map[rating.letter] for rating in judgment.ratings}
+    models = dict(
+        session.execute(
+            select(Prediction.id, StudyModel.model_id)
+            .join(StudyModel, and_(StudyModel.run_id == Prediction.run_id, StudyModel.study_id == item.study_id))
+            .where(Prediction.id.in_(sorted(letters.values())))
+        ).all()
+    )
+    rows = []
+    for rating in sorted(judgment.ratings, key=lambda r: letters[r.letter]):
+        prediction = letters[rating.letter]
+        votes = rating_votes(rating, judgment.best_letter)
+        rows.append(
+            {
+                "study_id": item.study_id,
+                "prediction_id": prediction,
+                "case_id": item.case_id,
+                "model_id": models[prediction],
+                **{column: sign * vote for column, vote in zip(COUNTS, votes, strict=True)},
+                "judged_at": judgment.created_at if sign > 0 else None,
+            }
+        )
+    if sign > 0:
+        _add(session, rows)
+    else:
+        _take_away(session, rows)
+
+
+def _take_away(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Add the rows' (negative) counts to the tallies already there; TalliesOutOfStep when one is missing.
+    (An upsert would not do: the database checks the constraints of the row it would insert first.)"""
+    for row in rows:
+        done = session.execute(
+            update(VoteTally)
+            .where(VoteTally.study_id == row["study_id"], VoteTally.prediction_id == row["prediction_id"])
+            .values({c: getattr(VoteTally, c) + row[c] for c in COUNTS})
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount != 1:
+            raise TalliesOutOfStep(
+                f"Study {row['study_id']} has no vote tally for prediction {row['prediction_id']}, which a "
+                "judgment being replaced rated; recount the study's tallies (review.tallies.rebuild_tallies)."
+            )
+
+
+def _add(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert the rows, or add their counts to the rows already there (the newer ``judged_at`` wins)."""
+    dialect = session.get_bind().dialect.name
+    statement = (postgresql if dialect == "postgresql" else sqlite).insert(VoteTally).values(list(rows))
+    new = statement.excluded
+    newest: ColumnElement = case(
+        (VoteTally.judged_at.is_(None), new.judged_at),
+        (new.judged_at > VoteTally.judged_at, new.judged_at),
+        else_=VoteTally.judged_at,
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[VoteTally.study_id, VoteTally.prediction_id],
+            set_={**{c: getattr(VoteTally, c) + getattr(new, c) for c in COUNTS}, "judged_at": newest},
+        )
+    )
+
+
+def counted_votes(study_id: int | None = None):  # noqa: ANN201 - a Select of VoteTally's columns
+    """The tallies recounted from the ratings of the current judgments (of one study, or of every study), as
+    a query whose columns are VoteTally's."""
+    prediction = cast(ReviewItem.letter_map.op("->>")(OutputRating.letter), BigInteger)
+
+    def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+        return func.sum(case((condition, 1), else_=0))
+
+    levels = [
+        _count(getattr(OutputRating, f"level{n}") == mark) for n in LEVELS for mark in ("correct", "wrong")
+    ]
+    query = (
+        select(
+            ReviewItem.study_id,
+            Prediction.id,
+            ReviewItem.case_id,
+            StudyModel.model_id,
+            func.count(),
+            func.sum(OutputRating.correct),
+            _count(Judgment.best_letter == OutputRating.letter),
+            *levels,
+            func.max(Judgment.created_at),
+        )
+        .select_from(OutputRating)
+        .join(Judgment, and_(Judgment.id == OutputRating.judgment_id, Judgment.is_current))
+        .join(ReviewItem, ReviewItem.id == Judgment.item_id)
+        .join(Prediction, Prediction.id == prediction)
+        .join(StudyModel, and_(StudyModel.study_id == ReviewItem.study_id, StudyModel.run_id == Prediction.run_id))
+        .group_by(ReviewItem.study_id, Prediction.id, ReviewItem.case_id, StudyModel.model_id)
+    )
+    return query if study_id is None else query.where(ReviewItem.study_id == study_id)
+
+
+TALLY_COLUMNS = ("study_id", "prediction_id", "case_id", "model_id", *COUNTS, "judged_at")
+
+
+def rebuild_tallies(session: Session, study_id: int) -> int:
+    """Recount the study's tallies from its ratings (after ratings were written other than by
+    ``review.judging``, such as a bulk load); returns the number of outputs counted."""
+    session.flush()
+    session.execute(delete(VoteTally).where(VoteTally.study_id == study_id))
+    session.execute(
+        insert(VoteTally).from_select([getattr(VoteTally, c) for c in TALLY_COLUMNS], counted_votes(study_id))
+    )
+    return session.scalar(select(func.count()).select_from(VoteTally).where(VoteTally.study_id == study_id))
+
+
+def recount_studies(session: Session) -> dict[str, tuple[int, int]]:
+    """Recount every study's tallies: {study name: (outputs counted, tallies that were wrong or missing)}."""
+    counted = {}
+    for study_id, name in session.execute(select(Study.id, Study.name).order_by(Study.id)).all():
+        before = set(session.execute(_tally_rows(study_id)).all())
+        outputs = rebuild_tallies(session, study_id)
+        counted[name] = (outputs, len(set(session.execute(_tally_rows(study_id)).all()) - before))
+    return counted
+
+
+def _tally_rows(study_id: int):  # noqa: ANN202 - a Select
+    return select(*(getattr(VoteTally, c) for c in TALLY_COLUMNS if c != "judged_at")).where(
+        VoteTally.study_id == study_id
+    )
