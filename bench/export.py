@@ -4,14 +4,16 @@
 
 Bulk-inserts into a fresh SQLite database a study of 3 models over N/3 cases (3 reviewers per case, so N
 current judgments with 3 rated outputs each; realistic Surg-R1 and SurGo-R1 output texts with their parsed
-columns as the parser writes them; a few hundred distinct frames shared by the cases), then times ``review.preferences.export_preferences(kind="dpo")`` end to
-end (database reads, votes, rows, JSON Lines, images, manifest, fsync, rename) and, in the same run, orjson
-serializing the same records from memory. The two are taken in turn ``--repeat`` times, since each one's
-time depends on the heap the other leaves: the serialization makes ~80,000 fresh pages for its 58 MB, and on
-this machine a page fault costs ~3 us, most of its 0.23 s (0.06 s when glibc keeps freed memory). The medians
-give judgments/s, records/s and the ratio export / serialize (goal >= 0.3), by the wall clock and by the
-process's CPU time; each turn's times and page faults are printed too.
-"""
+columns as the parser writes them; a few hundred distinct frames shared by the cases) and recounts its vote
+tallies (the app keeps them as each judgment is stored; the bulk load wrote the ratings directly). Then it
+times ``review.preferences.export_preferences(kind="dpo")`` end to end (database reads, votes, rows, JSON
+Lines, images, manifest, fsync, rename) and, in the same run, orjson serializing the same records from
+memory. The two are taken in turn ``--repeat`` times, since each one's time depends on the heap the other
+leaves: the serialization makes ~80,000 fresh pages for its 58 MB, and on this machine a page fault costs
+~3 us, most of its 0.23 s (0.06 s when glibc keeps freed memory). The medians give judgments/s, records/s
+and the ratio export / serialize (goal >= 0.3), by the wall clock and by the process's CPU time; each turn's
+times and page faults are printed too. Last, the same export once with a judgment date range, which counts
+the votes from the ratings instead of the tallies."""
 
 from __future__ import annotations
 
@@ -23,11 +25,13 @@ import shutil
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 from sqlalchemy import insert
 
+from db.bundles import ExportFilters
 from db.engine import Database
 from db.frames import FrameStore
 from db.migrate import upgrade
@@ -46,6 +50,7 @@ from db.schema import (
 )
 from models.parsing.parse import parse_output
 from review.preferences import export_preferences
+from review.tallies import rebuild_tallies
 from tests.conftest import make_image_bytes
 
 MODELS = ("bench-surg-r1", "bench-surgo-r1", "bench-baseline")
@@ -69,6 +74,7 @@ SURGO = (
 )
 
 TEXTS = (SURG_R1, SURGO, "(%d,212),(431,318)")
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 CONVENTIONS = ("qwen25_pixels", "rel1000", "rel1000")
 
 
@@ -86,6 +92,8 @@ def populate(database: Database, store: FrameStore, judgments: int, n_frames: in
         for table, values in rows:
             for start in range(0, len(values), 20000):
                 session.execute(insert(table), values[start : start + 20000])
+        # The ratings went in directly, not through review.judging: count them into the vote tallies.
+        rebuild_tallies(session, 1)
     return cases * 3
 
 
@@ -305,6 +313,19 @@ def main() -> None:
         print(
             f"process CPU time (medians): export {export_cpu:.2f} s, serialize {serialize_cpu:.3f} s, "
             f"ratio {serialize_cpu / export_cpu:.3f}"
+        )
+        # A judgment date range counts the votes from the ratings (a tally does not know when a vote was
+        # cast): the same export that way, once, for scale. Every judgment is inside the range.
+        with database.session_scope() as session:
+            start = time.perf_counter()
+            dated = export_preferences(
+                session, "bench", store, "dpo", folder / "dpo-dated", filters=ExportFilters(since=EPOCH)
+            )
+            took = time.perf_counter() - start
+        same = (folder / "dpo-dated" / "dpo.jsonl").read_bytes() == data
+        print(
+            f"the same export counted from the ratings (--since): {took:.2f} s, "
+            f"{dated.counts['rows']:,} records, {'the same' if same else 'DIFFERENT'} bytes"
         )
         database.dispose()
     finally:

@@ -99,7 +99,7 @@ def export_rejection_sampling(
         require(by, "admin")
     with paused_gc(), open_bundle(target_dir, store, overwrite=overwrite) as bundle:
         trl, sharegpt, provenance, skipped, seen, newest = [], [], [], {}, set(), None
-        for study, judged, outputs, when in judged_outputs(session, filters, rules):
+        for study, judged, outputs, when in judged_outputs(session, filters, rules, levels=False):
             labels = _labels(session, judged["case"].unique().tolist())
             correct = judged.loc[judged["label"] == True, ["case", "model"]]  # noqa: E712
             outputs.load(correct.itertuples(index=False, name=None))

@@ -1,7 +1,8 @@
-"""The export's fast paths equal the plain ones: the SQL vote reader equals ``output_votes`` over the
-row-per-rating reader, built conversations equal ``task_conversation``, rows written from message encodings
-equal ``orjson.dumps`` of the row dicts, answers encoded by the C string encoder equal orjson's, votes ordered
-by rank equal votes sorted by their strings, and outputs read in bulk equal outputs read one by one."""
+"""The export's fast paths equal the plain ones: both SQL vote readers (tallies, ratings) equal
+``output_votes`` over the row-per-rating reader, built conversations equal ``task_conversation`` and their
+encodings orjson's, an exported DPO row equals ``orjson.dumps`` of the row built from its pair's
+conversations, answers encoded by the C string encoder equal orjson's, votes ordered by rank equal votes
+sorted by their strings, and outputs read in bulk equal outputs read one by one."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from sqlalchemy import select
 
 from db.bundles import ExportFilters
 from db.errors import DomainError
-from db.schema import Judgment, OutputRating, Prediction, ReviewItem, Study
+from db.schema import Case, Judgment, OutputRating, Prediction, ReviewItem, Study
 from models.chat_formats import (
     ConversationBuilder,
+    Shape,
     assistant_json,
     assistant_message,
     task_conversation,
@@ -25,21 +27,41 @@ from models.chat_formats import (
     trl_dpo_row,
 )
 from models.vocabularies import load
-from review.preferences import output_votes, study_outputs, vote_ratings
-from review.preferences.votes import among, study_votes, votes_frame
+from review.preferences import (
+    PairRules,
+    common_prompt,
+    export_preferences,
+    judged_outputs,
+    output_votes,
+    study_outputs,
+    verdicts,
+    vote_ratings,
+)
+from review.preferences.rows import Rows, dpo_rows
+from review.preferences.votes import among, rated_votes, study_votes, votes_frame
 from tests.test_exports_service import world  # noqa: F401 - the judged study fixture
 
 
-def test_the_sql_vote_reader_equals_output_votes(world):  # noqa: F811
+@pytest.mark.parametrize("reader", [study_votes, rated_votes], ids=["tallies", "ratings"])
+def test_the_sql_vote_readers_equal_output_votes(world, reader):  # noqa: F811
     study = world.session.scalar(select(Study).where(Study.id == world.study.id))
-    predictions, counts, newest = study_votes(world.session, study.id, ExportFilters())
+    votes = reader(world.session, study.id, ExportFilters())
     outputs = study_outputs(world.session, study)
-    fast = votes_frame(counts, *outputs.labels(predictions))
+    fast = votes_frame(votes.counts, *outputs.labels(votes.predictions), predictions=votes.predictions)
     ratings, dates = vote_ratings(world.session, study.id)
     slow = output_votes(ratings)
-    assert len(fast) == 48 and list(fast.columns) == list(slow.columns)
-    pd.testing.assert_frame_equal(fast.astype(str), slow.astype(str))
-    assert newest == max(dates.values())
+    assert len(fast) == 48 and list(fast.columns) == [*slow.columns, "prediction"]
+    pd.testing.assert_frame_equal(fast.drop(columns="prediction").astype(str), slow.astype(str))
+    keys = dict(world.session.execute(select(Prediction.id, Case.key).join(Case)).all())
+    assert [keys[p] for p in fast["prediction"]] == fast["case"].tolist()
+    assert votes.newest == max(dates.values())
+    # Without the level counts: the same outputs and counts, and verdicts without level labels.
+    short = reader(world.session, study.id, ExportFilters(), levels=False)
+    assert short.columns == ("reviewers", "correct_votes", "best_votes")
+    assert np.array_equal(short.counts, votes.counts[:, :3]) and np.array_equal(short.models, votes.models)
+    judged = verdicts(votes_frame(short.counts, *outputs.labels(short.predictions), columns=short.columns),
+                      PairRules())
+    assert "level1_label" not in judged and judged["chosen"].sum() == 16
 
 
 def test_built_conversations_equal_task_conversation():
@@ -53,9 +75,27 @@ def test_built_conversations_equal_task_conversation():
     ]
     for task, vocabulary, turns, phase in cases * 2:  # twice: the second time from the builder's cache
         expected = task_conversation(task, vocabulary, turns, phase_id=phase)
-        messages, encoded = builder.encoded(task, vocabulary, turns, phase)
-        assert builder.conversation(task, vocabulary, turns, phase) == messages == expected
-        assert encoded == [orjson.dumps(m) for m in expected]
+        encoded = builder.encoded(task, vocabulary, turns, phase)
+        assert builder.conversation(task, vocabulary, turns, phase) == expected
+        assert encoded.messages == [orjson.dumps(m) for m in expected]
+        assert encoded.shape == Shape.of(expected)
+        raw = "\n<|turn|>\n".join(turns)
+        assert builder.encoded_raw(task, vocabulary, raw, phase) == (encoded if raw.strip() else None)
+
+
+def test_the_prompt_of_encoded_conversations_equals_common_prompt():
+    builder, resgo = ConversationBuilder(), load("resgo")
+    conversations = [
+        ["<answer>B</answer>", "Location: x\n<answer>[]</answer>"],
+        ["<answer>B</answer>", "Location: y\n<answer>[]</answer>"],
+        ["<answer>C</answer>", "Location: x\n<answer>[]</answer>"],
+        ["<answer>B</answer>"],
+    ]
+    for a in conversations:
+        for b in conversations:
+            plain = [builder.conversation("gozone", resgo, turns, turns[0][8]) for turns in (a, b)]
+            encoded = [builder.encoded("gozone", resgo, turns, turns[0][8]) for turns in (a, b)]
+            assert encoded[0].prompt_length(encoded[1]) == common_prompt(*plain)
 
 
 def test_a_dpo_row_from_encodings_equals_the_dumped_row():
@@ -111,11 +151,13 @@ def _seen(output):
 
 def test_votes_ordered_by_rank_equal_votes_sorted_by_their_strings(world):  # noqa: F811
     study = world.session.scalar(select(Study).where(Study.id == world.study.id))
-    predictions, counts, _ = study_votes(world.session, study.id, ExportFilters())
-    cases, models, ranks = study_outputs(world.session, study).labels(predictions)
-    shuffled = np.random.default_rng(3).permutation(len(predictions))
-    by_rank = votes_frame(counts[shuffled], cases[shuffled], models[shuffled], ranks[shuffled])
-    by_strings = votes_frame(counts[shuffled], cases[shuffled], models[shuffled])
+    votes = study_votes(world.session, study.id, ExportFilters())
+    cases, models, ranks = study_outputs(world.session, study, votes).labels(votes.predictions)
+    shuffled = np.random.default_rng(3).permutation(len(votes))
+    ids = votes.predictions[shuffled]
+    by_rank = votes_frame(votes.counts[shuffled], cases[shuffled], models[shuffled], ranks[shuffled],
+                          predictions=ids)
+    by_strings = votes_frame(votes.counts[shuffled], cases[shuffled], models[shuffled], predictions=ids)
     pd.testing.assert_frame_equal(by_rank, by_strings)
 
 
@@ -125,4 +167,35 @@ def test_a_rating_whose_letter_its_item_does_not_have_is_refused_by_the_vote_rea
     item.letter_map = {k: v for k, v in item.letter_map.items() if k != rating.letter}
     world.session.flush()
     with pytest.raises(DomainError, match="names a letter"):
-        study_votes(world.session, world.study.id, ExportFilters())
+        rated_votes(world.session, world.study.id, ExportFilters())
+
+
+def test_the_dpo_export_equals_rows_dumped_from_each_pairs_conversations(world, tmp_path):  # noqa: F811
+    out = tmp_path / "dpo"
+    export_preferences(world.session, "cli:test", world.store, "dpo", out)
+    lines = (out / "dpo.jsonl").read_bytes().splitlines()
+    provenance = [orjson.loads(line) for line in (out / "provenance.jsonl").read_bytes().splitlines()]
+    outputs = study_outputs(world.session, world.session.get(Study, world.study.id))
+    assert len(lines) == len(provenance) == 16
+    for line, made in zip(lines, provenance, strict=True):
+        assert line == _dumped_row(outputs, made, None, orjson.loads(line)["images"])
+
+
+@pytest.mark.parametrize("target", [None, "qwen25", "qwen3"])
+def test_dpo_rows_of_two_turn_and_one_turn_outputs_equal_the_dumped_rows(world, target):  # noqa: F811
+    """SurGo-R1's two-turn outputs chosen over Surg-R1's one-turn ones (both render for every target)."""
+    study, judged, outputs, _ = next(judged_outputs(world.session, ExportFilters(), PairRules()))
+    judged = judged.assign(chosen=judged["model"] == "demo-surgo-r1", rejected=judged["model"] == "demo-surg-r1")
+    rows = Rows()
+    made = list(dpo_rows(judged, outputs, lambda frame: f"images/{frame.sha256}.png", target, rows))
+    assert len(made) == len(rows.provenance) == 16 and rows.skipped == {}
+    for line, pair in zip(made, rows.provenance, strict=True):
+        assert line == _dumped_row(outputs, pair, target, orjson.loads(line)["images"])
+        assert len(orjson.loads(line)["chosen"]) == 3  # turn-1 answer, turn-2 prompt, turn-2 answer
+
+
+def _dumped_row(outputs, pair, target, images) -> bytes:  # noqa: ANN001
+    good = outputs[pair["case"], pair["chosen_model"]].conversation(target)
+    bad = outputs[pair["case"], pair["rejected_model"]].conversation(target)
+    shared = common_prompt(good, bad)
+    return orjson.dumps(trl_dpo_row(good[:shared], good[shared:], bad[shared:], images))

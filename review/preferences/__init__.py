@@ -89,16 +89,23 @@ FORMATS = {
 
 
 def judged_outputs(
-    session: Session, filters: ExportFilters, rules: PairRules
+    session: Session, filters: ExportFilters, rules: PairRules, *, levels: bool = True
 ) -> Iterator[tuple[Study, pd.DataFrame, StudyOutputs, Any]]:
-    """Per study admitted by ``filters``: (study, verdicts, outputs, newest judgment time)."""
+    """Per study admitted by ``filters``: (study, verdicts, its judged outputs, newest judgment time). The
+    verdicts carry each output's ``prediction`` id; per-level verdicts only with ``levels``."""
     for study_id in find_study_ids(session, filters):
         study = session.get(Study, study_id)
-        predictions, counts, newest = study_votes(session, study_id, filters)
-        if not len(predictions):
+        votes = study_votes(session, study_id, filters, levels=levels)
+        if not len(votes):
             continue
-        outputs = study_outputs(session, study)
-        yield study, verdicts(votes_frame(counts, *outputs.labels(predictions)), rules), outputs, newest
+        outputs = study_outputs(session, study, votes)
+        frame = votes_frame(
+            votes.counts,
+            *outputs.labels(votes.predictions),
+            predictions=votes.predictions,
+            columns=votes.columns,
+        )
+        yield study, verdicts(frame, rules), outputs, votes.newest
 
 
 def export_preferences(
@@ -170,7 +177,7 @@ class _Report:
         rules: PairRules,
         target: str | None,
     ) -> Iterator[DataRow]:
-        for study, judged, outputs, newest in judged_outputs(session, filters, rules):
+        for study, judged, outputs, newest in judged_outputs(session, filters, rules, levels=kind == "process"):
             before = len(self.rows.provenance)
             yield from _rows_of(kind, judged, outputs, bundle.image, target, self.rows)
             self.studies.append(study.name)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from db.schema import Case, Frame, Model, Prediction, Study, StudyModel
 from models.chat_formats import (
     ConversationBuilder,
+    EncodedConversation,
     Message,
     box_answer,
     gozone_targets,
@@ -22,7 +23,7 @@ from models.chat_formats import (
 )
 from models.parsing.result import ParsedOutput
 from models.vocabularies import Vocabulary, vocabulary_for
-from review.preferences.votes import among, json_value, plain_rows
+from review.preferences.votes import StudyVotes, among, json_value, plain_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +68,8 @@ class Output:
         parts = self._parts(target)
         return None if parts is None else self.conversations.conversation(self.task, *parts)
 
-    def encoded_conversation(self, target: str | None) -> tuple[list[Message], list[bytes]] | None:
-        """``conversation(target)`` and the orjson encoding of each of its messages, or None."""
+    def encoded_conversation(self, target: str | None) -> EncodedConversation | None:
+        """``conversation(target)`` as the orjson encoding of each of its messages, or None."""
         parts = self._parts(target)
         return None if parts is None else self.conversations.encoded(self.task, *parts)
 
@@ -157,7 +158,7 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         self._case_id = [case_id for _, case_id in case_keys]
         self._model_number = {name: n for n, (name, _) in enumerate(model_names)}
         self._models = max(len(model_names), 1)  # the (case, model) number's base
-        table = np.array(predictions, dtype=np.int64).reshape(-1, 3)  # prediction id, case id, model id
+        table = np.asarray(predictions, dtype=np.int64).reshape(-1, 3)  # prediction id, case id, model id
         case_ids = np.array(self._case_id, dtype=np.int64)
         by_id = np.argsort(case_ids)
         case_number = by_id[np.searchsorted(case_ids, table[:, 1], sorter=by_id)]
@@ -168,6 +169,7 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         self._prediction_of = dict(zip(code.tolist(), table[:, 0].tolist(), strict=True))
         order = np.argsort(table[:, 0])
         self._sorted_ids = table[order, 0]
+        self._case_id_of = table[order, 1]
         self._case_of = np.array([key for key, _ in case_keys], dtype=object)[case_number[order]]
         self._model_of = np.array([name for name, _ in model_names], dtype=object)[model_number[order]]
         self._rank_of = code[order]
@@ -183,17 +185,61 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
     def labels(self, prediction_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The case keys, model names and (case key, model name) ranks of predictions of the study's runs
         (KeyError for any other)."""
+        at = self._positions(prediction_ids)
+        return self._case_of[at], self._model_of[at], self._rank_of[at]
+
+    def _positions(self, prediction_ids: np.ndarray) -> np.ndarray:
+        """Where predictions of the study are in ``_sorted_ids`` (KeyError for any other)."""
         ids = self._sorted_ids
         at = np.searchsorted(ids, prediction_ids).clip(max=max(len(ids) - 1, 0))
         if len(prediction_ids) and (not len(ids) or (ids[at] != prediction_ids).any()):
             raise KeyError("a rated prediction is not one of the study's runs")
-        return self._case_of[at], self._model_of[at], self._rank_of[at]
+        return at
+
+    def encoded(self, prediction_ids: np.ndarray, target: str | None) -> dict[int, EncodedConversation | None]:
+        """{prediction id: its conversation as message encodings (``Output.encoded_conversation``), or None
+        where it has none (``unusable`` says why)} for predictions of the study, read in bulk. Without a
+        ``target`` each output's own turns are encoded straight from its text."""
+        ids = np.unique(np.asarray(prediction_ids, dtype=np.int64))
+        self._load_ids(ids.tolist(), parsed=target is not None)
+        case_ids = self.case_ids(ids).tolist()
+        vocabularies: dict[tuple[str, str], Vocabulary] = {}
+        made: dict[int, EncodedConversation | None] = {}
+        builder, task, texts, cases = self.conversations, self.task, self._texts, self.cases
+        for prediction_id, case_id in zip(ids.tolist(), case_ids, strict=True):
+            kind = cases[case_id][1:3]  # dataset, procedure
+            vocabulary = vocabularies.get(kind)
+            if vocabulary is None:
+                vocabulary = vocabularies[kind] = vocabulary_for(task, *kind)
+            if target is None:
+                raw, phase = texts.get(prediction_id, (None, None))
+                made[prediction_id] = builder.encoded_raw(task, vocabulary, raw, phase)
+            else:
+                made[prediction_id] = self.output(prediction_id).encoded_conversation(target)
+        return made
+
+    def case_ids(self, prediction_ids: np.ndarray) -> np.ndarray:
+        """The case ids of predictions of the study (KeyError for any other)."""
+        return self._case_id_of[self._positions(np.asarray(prediction_ids, dtype=np.int64))]
+
+    def frame(self, case_id: int) -> FrameFile:
+        """The frame a case of the study shows."""
+        return self.frames[self.cases[case_id][3]]
+
+    def output(self, prediction_id: int) -> Output:
+        """The output of a prediction of the study (KeyError for any other)."""
+        at = int(np.searchsorted(self._sorted_ids, prediction_id))
+        if at >= len(self._sorted_ids) or self._sorted_ids[at] != prediction_id:
+            raise KeyError(prediction_id)
+        return self.get((self._case_of[at], self._model_of[at]))
 
     def load(self, keys: Iterable[tuple[str, str]], *, parsed: bool = True) -> None:
         """Read the texts (and with ``parsed`` the parsed columns) of the outputs ``keys`` at once: call it
         before building rows from many outputs. An output not loaded is read alone when it is asked for."""
-        wanted = {found[0] for found in map(self._key_of, keys) if found is not None}
-        missing = sorted(p for p in wanted if p not in self._texts or (parsed and p not in self._parsed))
+        self._load_ids({found[0] for found in map(self._key_of, keys) if found is not None}, parsed=parsed)
+
+    def _load_ids(self, prediction_ids: Iterable[int], *, parsed: bool) -> None:
+        missing = sorted(p for p in prediction_ids if p not in self._texts or (parsed and p not in self._parsed))
         if missing:
             self._read(missing, parsed=parsed)
 
@@ -256,14 +302,20 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         return len(self._prediction_of)
 
 
-def study_outputs(session: Session, study: Study) -> StudyOutputs:
+def study_outputs(session: Session, study: Study, votes: StudyVotes | None = None) -> StudyOutputs:
     """Which prediction of the study's runs is which output, with the cases and frames they show (read once
-    each; texts are read by ``StudyOutputs.load``)."""
-    runs = and_(StudyModel.run_id == Prediction.run_id, StudyModel.study_id == study.id)
-    # (run_id, case_id) is unique, so its index covers this query: no prediction text is touched.
-    predictions = plain_rows(
-        session, select(Prediction.id, Prediction.case_id, StudyModel.model_id).join(StudyModel, runs)
-    )
+    each; texts are read by ``StudyOutputs.load``): the outputs ``votes`` counted, or every output."""
+    if votes is None:
+        runs = and_(StudyModel.run_id == Prediction.run_id, StudyModel.study_id == study.id)
+        # (run_id, case_id) is unique, so its index covers this query: no prediction text is touched.
+        predictions = np.array(
+            plain_rows(
+                session, select(Prediction.id, Prediction.case_id, StudyModel.model_id).join(StudyModel, runs)
+            ),
+            dtype=np.int64,
+        ).reshape(-1, 3)
+    else:
+        predictions = np.stack([votes.predictions, votes.cases, votes.models], axis=1)
     models = dict(
         plain_rows(
             session,
@@ -272,7 +324,7 @@ def study_outputs(session: Session, study: Study) -> StudyOutputs:
             .where(StudyModel.study_id == study.id),
         )
     )
-    shown = sorted({case_id for _, case_id, _ in predictions})
+    shown = np.unique(predictions[:, 1]).tolist()
     cases = {
         row[0]: row[1:]
         for row in plain_rows(

@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from models.chat_formats import Message, check_images, sharegpt_ranking_row, trl_dpo_json, trl_kto_row
+from models.chat_formats import FormatError, Message, sharegpt_ranking_row, trl_dpo_json, trl_kto_row
 from models.vocabularies import vocabulary_for
 from review.preferences.outputs import FrameFile, Output, StudyOutputs
 from review.preferences.votes import LEVELS, preference_pairs
@@ -57,8 +58,54 @@ def dpo_rows(
 ) -> Iterator[DataRow]:
     """TRL DPO rows (or LLaMA-Factory ranking rows) for the preference pairs of ``judged`` (``verdicts``).
     ``image_of(frame)`` gives an image's relative path in the bundle. DPO rows come encoded (bytes equal to
-    ``orjson.dumps(trl_dpo_row(...))``), the shared prompt messages encoded once for all rows."""
+    ``orjson.dumps(trl_dpo_row(...))``): each output's messages are encoded once, the shared prompt messages
+    once for all rows."""
     pairs = preference_pairs(judged)
+    if ranking:
+        yield from _ranking_rows(pairs, outputs, image_of, target, rows)
+        return
+    chosen_ids, rejected_ids = pairs["chosen_prediction"].to_numpy(), pairs["rejected_prediction"].to_numpy()
+    made = outputs.encoded(np.concatenate([chosen_ids, rejected_ids]), target)
+    images: dict[int, list[str]] = {}  # case id: the row's images
+    study = outputs.name
+    columns = zip(
+        pairs["case"].tolist(),
+        pairs["chosen"].tolist(),
+        pairs["rejected"].tolist(),
+        chosen_ids.tolist(),
+        rejected_ids.tolist(),
+        outputs.case_ids(chosen_ids).tolist(),
+        strict=True,
+    )
+    for case, chosen, rejected, chosen_id, rejected_id, case_id in columns:
+        good, bad = made[chosen_id], made[rejected_id]
+        if good is None or bad is None:
+            rows.skip(outputs.output(chosen_id if good is None else rejected_id).unusable(target))
+            continue
+        shared = good.prompt_length(bad)
+        row_images = images.get(case_id)
+        if row_images is None:
+            row_images = images[case_id] = [image_of(outputs.frame(case_id))]
+        parts = sum(good.shape.images[:shared])
+        if parts != len(row_images):
+            raise FormatError(f"{parts} image parts in the messages but {len(row_images)} images")
+        rows.provenance.append(
+            {
+                "study": study,
+                "case": case,
+                "chosen_model": chosen,
+                "rejected_model": rejected,
+                "chosen_prediction": chosen_id,
+                "rejected_prediction": rejected_id,
+            }
+        )
+        yield trl_dpo_json(good.messages[:shared], good.messages[shared:], bad.messages[shared:], row_images)
+
+
+def _ranking_rows(
+    pairs: pd.DataFrame, outputs: Outputs, image_of: ImageOf, target: str | None, rows: Rows
+) -> Iterator[DataRow]:
+    """LLaMA-Factory ranking rows of ``pairs``."""
     cases, chosen_models, rejected_models = (pairs[c].tolist() for c in ("case", "chosen", "rejected"))
     outputs.load(
         [*zip(cases, chosen_models, strict=True), *zip(cases, rejected_models, strict=True)],
@@ -70,25 +117,20 @@ def dpo_rows(
         if case != current:
             made.clear()
             current = case
-        good_output, good_turns, good_json = _made(made, outputs, (case, chosen), target, encode=not ranking)
-        bad_output, bad_turns, bad_json = _made(made, outputs, (case, rejected), target, encode=not ranking)
+        good_output, good_turns = _made(made, outputs, (case, chosen), target)
+        bad_output, bad_turns = _made(made, outputs, (case, rejected), target)
         if good_turns is None or bad_turns is None:
             output = good_output if good_turns is None else bad_output
             rows.skip(output.unusable(target) if output else "output without text")
             continue
         shared = common_prompt(good_turns, bad_turns)
-        images = [image_of(good_output.frame)]
-        if ranking:
-            prompt, good, bad = good_turns[:shared], good_turns[shared:], bad_turns[shared:]
-            if len(good) != 1 or len(bad) != 1:
-                # LLaMA-Factory ranking rows hold one chosen and one rejected message: pairs whose turn 1
-                # differs (another phase, so another turn-2 prompt) cannot be written that way.
-                rows.skip("pair differs before its last turn (ranking holds one message each)")
-                continue
-            row = sharegpt_ranking_row(prompt, good[0], bad[0], images)
-        else:
-            check_images(good_turns[:shared], images)
-            row = trl_dpo_json(good_json[:shared], good_json[shared:], bad_json[shared:], images)
+        prompt, good, bad = good_turns[:shared], good_turns[shared:], bad_turns[shared:]
+        if len(good) != 1 or len(bad) != 1:
+            # LLaMA-Factory ranking rows hold one chosen and one rejected message: pairs whose turn 1
+            # differs (another phase, so another turn-2 prompt) cannot be written that way.
+            rows.skip("pair differs before its last turn (ranking holds one message each)")
+            continue
+        row = sharegpt_ranking_row(prompt, good[0], bad[0], [image_of(good_output.frame)])
         rows.provenance.append(
             {
                 "study": good_output.study,
@@ -102,30 +144,18 @@ def dpo_rows(
         yield row
 
 
-# An output of a pair, its conversation and (DPO) its messages' encodings; None where it has none.
-_Made = tuple[Output | None, list[Message] | None, list[bytes] | None]
+# An output of a pair and its conversation; None where it has none.
+_Made = tuple[Output | None, list[Message] | None]
 
 
 def _made(
-    made: dict[tuple[str, str], _Made],
-    outputs: Outputs,
-    key: tuple[str, str],
-    target: str | None,
-    *,
-    encode: bool,
+    made: dict[tuple[str, str], _Made], outputs: Outputs, key: tuple[str, str], target: str | None
 ) -> _Made:
-    """The output ``key`` with its conversation (and encodings), made once per case."""
+    """The output ``key`` with its conversation, made once per case."""
     found = made.get(key)
     if found is None:
         output = outputs.get(key)
-        if output is None:
-            found = (None, None, None)
-        elif encode:
-            built = output.encoded_conversation(target)
-            found = (output, None, None) if built is None else (output, *built)
-        else:
-            found = (output, output.conversation(target), None)
-        made[key] = found
+        found = made[key] = (None, None) if output is None else (output, output.conversation(target))
     return found
 
 

@@ -1,14 +1,16 @@
 """Reviewers' votes per output and the pair rules that turn them into verdicts (see ``review.preferences``).
 
-Two readers give the same per-output votes: ``output_votes`` over the ``ratings`` frame of ``review.stats``
-(one row per rated output, as ``vote_ratings`` or ``review.results.load_ratings`` read it), and
-``study_votes``, which lets the database resolve each rating's letter and reads every rating as one small
-integer (on 100,000 judgments the row-per-rating frame was most of an export's time).
+Three readers give the same per-output votes: ``output_votes`` over the ``ratings`` frame of ``review.stats``
+(one row per rated output, as ``vote_ratings`` or ``review.results.load_ratings`` read it); ``study_votes``,
+which reads the study's vote tallies (one row per output, kept by ``review.tallies`` as judgments are stored);
+and ``rated_votes``, which lets the database resolve each rating's letter and reads every rating as one small
+integer, for exports limited to a judgment date range (a tally does not know when each vote was cast).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -35,13 +37,13 @@ from sqlalchemy.orm import Session
 
 from db.bundles import ExportFilters, case_query
 from db.errors import DomainError
-from db.schema import Case, Judgment, OutputRating, ReviewItem
+from db.schema import Case, Judgment, OutputRating, Prediction, ReviewItem, StudyModel, VoteTally
 from review.access import prediction_models, study_models
+from review.tallies import COUNTS, LEVELS
 
-LEVELS = (1, 2, 3)
 VOTE_COLUMNS = ["item", "case", "model", "correct", "best", "level1", "level2", "level3"]
-LEVEL_COLUMNS = [f"level{n}_{m}" for n in LEVELS for m in ("correct", "wrong")]
-COUNT_COLUMNS = ["reviewers", "correct_votes", "best_votes", *LEVEL_COLUMNS]
+COUNT_COLUMNS = list(COUNTS)  # reviewers, correct_votes, best_votes, level1_correct, level1_wrong, ...
+LEVEL_COLUMNS = COUNT_COLUMNS[3:]
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ def _holds(yes: np.ndarray, total: np.ndarray, rules: PairRules, *, tie_holds: b
 
 def verdicts(votes: pd.DataFrame, rules: PairRules) -> pd.DataFrame:
     """``votes`` with verdicts: ``label`` (True correct, False incorrect, NA undecided), ``chosen``,
-    ``rejected``, and per level ``level{n}_label`` (True correct, False wrong, NA undecided)."""
+    ``rejected``, and, where ``votes`` has the level counts, per level ``level{n}_label`` (True correct,
+    False wrong, NA undecided)."""
     out = votes.copy()
     total, correct = out["reviewers"].to_numpy(), out["correct_votes"].to_numpy()
     is_correct = _holds(correct, total, rules, tie_holds=False)
@@ -105,7 +108,7 @@ def verdicts(votes: pd.DataFrame, rules: PairRules) -> pd.DataFrame:
     best = _holds(out["best_votes"].to_numpy(), total, rules, tie_holds=True)
     out["chosen"] = best & is_correct
     out["rejected"] = is_wrong
-    for n in LEVELS:
+    for n in LEVELS if f"level{LEVELS[-1]}_wrong" in out else ():
         right, wrong = out[f"level{n}_correct"].to_numpy(), out[f"level{n}_wrong"].to_numpy()
         marked = right + wrong
         good = _holds(right, marked, rules, tie_holds=False)
@@ -116,9 +119,15 @@ def verdicts(votes: pd.DataFrame, rules: PairRules) -> pd.DataFrame:
 
 def preference_pairs(judged: pd.DataFrame) -> pd.DataFrame:
     """(case, chosen, rejected) model pairs from ``verdicts``: every chosen output of a case with every
-    rejected output of it, sorted."""
-    chosen = judged.loc[judged["chosen"], ["case", "model"]].rename(columns={"model": "chosen"})
-    rejected = judged.loc[judged["rejected"], ["case", "model"]].rename(columns={"model": "rejected"})
+    rejected output of it, sorted. Where ``judged`` has each output's ``prediction`` id, the pairs carry
+    them as ``chosen_prediction`` and ``rejected_prediction``."""
+    columns = ["case", "model", "prediction"] if "prediction" in judged else ["case", "model"]
+    chosen = judged.loc[judged["chosen"], columns].rename(
+        columns={"model": "chosen", "prediction": "chosen_prediction"}
+    )
+    rejected = judged.loc[judged["rejected"], columns].rename(
+        columns={"model": "rejected", "prediction": "rejected_prediction"}
+    )
     pairs = chosen.merge(rejected, on="case")
     return pairs[pairs["chosen"] != pairs["rejected"]].sort_values(
         ["case", "chosen", "rejected"], ignore_index=True
@@ -212,11 +221,61 @@ def among(session: Session, column: ColumnElement, ids: Sequence[int]) -> Column
     return column.in_(select(table.c.value))
 
 
+@dataclass(frozen=True)
+class StudyVotes:
+    """The votes on a study's judged outputs, one entry per output in prediction id order: ``predictions``,
+    their ``cases`` and ``models`` (ids), ``counts`` (int64, a column per name of ``columns``) and the time
+    of the newest judgment counted (None without one)."""
+
+    predictions: np.ndarray
+    cases: np.ndarray
+    models: np.ndarray
+    counts: np.ndarray
+    columns: tuple[str, ...]
+    newest: datetime | None
+
+    def __len__(self) -> int:
+        return len(self.predictions)
+
+
 def study_votes(
-    session: Session, study_id: int, filters: ExportFilters
-) -> tuple[np.ndarray, np.ndarray, datetime | None]:
-    """The votes of the study's current judgments kept by ``filters`` (cases; judgment dates), per prediction:
-    (prediction ids, counts in COUNT_COLUMNS order, newest judgment time among them)."""
+    session: Session, study_id: int, filters: ExportFilters, *, levels: bool = True
+) -> StudyVotes:
+    """The votes of the study's current judgments on the outputs whose case ``filters`` admit; with a
+    judgment date range, only the judgments made in it. ``levels=False`` leaves the per-level counts out
+    (pairs and correctness labels do not use them). Read from the tallies, or from the ratings for a date
+    range."""
+    if filters.since is not None or filters.until is not None:
+        return rated_votes(session, study_id, filters, levels=levels)
+    columns = COUNT_COLUMNS if levels else COUNT_COLUMNS[:3]
+    tallies = select(
+        VoteTally.prediction_id,
+        VoteTally.case_id,
+        VoteTally.model_id,
+        *(getattr(VoteTally, c) for c in columns),
+    ).where(VoteTally.study_id == study_id, VoteTally.reviewers > 0)
+    newest = select(func.max(VoteTally.judged_at)).where(VoteTally.study_id == study_id)
+    if _filters_cases(filters):
+        tallies = tallies.where(VoteTally.case_id.in_(case_query(filters)))
+        newest = newest.where(VoteTally.case_id.in_(case_query(filters)))
+    rows = plain_rows(session, tallies.order_by(VoteTally.prediction_id))
+    width = 3 + len(columns)
+    table = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=len(rows) * width).reshape(-1, width)
+    return StudyVotes(
+        table[:, 0],
+        table[:, 1],
+        table[:, 2],
+        table[:, 3:],
+        tuple(columns),
+        session.scalar(newest),
+    )
+
+
+def rated_votes(
+    session: Session, study_id: int, filters: ExportFilters, *, levels: bool = True
+) -> StudyVotes:
+    """``study_votes`` counted from every rating of the study's current judgments (the database resolves each
+    rating's letter and sends it as one vote code); judgments outside ``filters``' date range are left out."""
     session.flush()
     if filters.since is None and filters.until is None:
         text, newest = (
@@ -227,7 +286,19 @@ def study_votes(
         codes = parse_codes(text)
     else:
         codes, newest = _dated_votes(session, study_id, filters)
-    return (*decode_votes(codes), newest)
+    predictions, counts = decode_votes(codes)
+    outputs = plain_rows(
+        session,
+        select(Prediction.id, Prediction.case_id, StudyModel.model_id)
+        .join(StudyModel, and_(StudyModel.run_id == Prediction.run_id, StudyModel.study_id == study_id))
+        .where(among(session, Prediction.id, predictions.tolist()))
+        .order_by(Prediction.id),
+    )
+    table = np.array(outputs, dtype=np.int64).reshape(-1, 3)
+    if not np.array_equal(table[:, 0], predictions):
+        raise DomainError("A rating names a prediction that is not one of the study's outputs.")
+    columns = COUNT_COLUMNS if levels else COUNT_COLUMNS[:3]
+    return StudyVotes(predictions, table[:, 1], table[:, 2], counts[:, : len(columns)], tuple(columns), newest)
 
 
 def _dated_votes(session: Session, study_id: int, filters: ExportFilters) -> tuple[np.ndarray, Any]:
@@ -250,20 +321,26 @@ def _dated_votes(session: Session, study_id: int, filters: ExportFilters) -> tup
 
 
 def votes_frame(
-    counts: np.ndarray, cases: np.ndarray, models: np.ndarray, order: np.ndarray | None = None
+    counts: np.ndarray,
+    cases: np.ndarray,
+    models: np.ndarray,
+    order: np.ndarray | None = None,
+    *,
+    predictions: np.ndarray | None = None,
+    columns: Sequence[str] = COUNT_COLUMNS,
 ) -> pd.DataFrame:
-    """``output_votes``' table from per-prediction votes (``decode_votes``' counts) and each prediction's case
-    key and model name. ``order``: each prediction's rank in (case key, model name) order where the caller
-    knows it (``StudyOutputs.labels``), which spares sorting the strings."""
-    if order is None:
-        frame = pd.DataFrame({"case": cases, "model": models})
-        for column, values in zip(COUNT_COLUMNS, counts.T, strict=True):
-            frame[column] = values
-        return frame.sort_values(["case", "model"], ignore_index=True)
-    at = np.argsort(order, kind="stable")
+    """``output_votes``' table from per-output votes (``counts``, a column per name of ``columns``) and each
+    output's case key and model name, with a ``prediction`` id column where ``predictions`` are given.
+    ``order``: each output's rank in (case key, model name) order where the caller knows it
+    (``StudyOutputs.labels``), which spares sorting the strings."""
+    at = np.argsort(order, kind="stable") if order is not None else slice(None)
     frame = pd.DataFrame({"case": cases[at], "model": models[at]})
-    for column, values in zip(COUNT_COLUMNS, counts[at].T, strict=True):
+    for column, values in zip(columns, counts[at].T, strict=True):
         frame[column] = values
+    if predictions is not None:
+        frame["prediction"] = predictions[at]
+    if order is None:
+        return frame.sort_values(["case", "model"], ignore_index=True)
     return frame
 
 
