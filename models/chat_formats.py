@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from json.encoder import encode_basestring
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
 from models.boxes import Box, canonical_to_qwen25, canonical_to_rel1000
-from models.parsing.sections import split_turns
-from models.prompts import TURN_SEPARATOR, PromptContext, PromptTemplate, template_for
+from models.prompts import PromptContext, template_for
 from models.vocabularies import Vocabulary
 
 Message = dict[str, Any]
@@ -58,7 +56,8 @@ def assistant_message(text: str) -> Message:
     return {"role": "assistant", "content": [{"type": "text", "text": text}]}
 
 
-_ASSISTANT_JSON = b'{"role":"assistant","content":[{"type":"text","text":', b"}]}"
+# An assistant message's encoding around its JSON-quoted text.
+ASSISTANT_JSON_ENDS = b'{"role":"assistant","content":[{"type":"text","text":', b"}]}"
 
 
 def assistant_json(text: str) -> bytes:
@@ -68,7 +67,7 @@ def assistant_json(text: str) -> bytes:
     backslash and the C0 controls (the same short forms), and refuse lone surrogates (orjson.JSONEncodeError
     here too)."""
     try:
-        return _ASSISTANT_JSON[0] + encode_basestring(text).encode() + _ASSISTANT_JSON[1]
+        return ASSISTANT_JSON_ENDS[0] + encode_basestring(text).encode() + ASSISTANT_JSON_ENDS[1]
     except UnicodeEncodeError as error:
         raise orjson.JSONEncodeError(f"str is not valid UTF-8: {error.reason}") from None
 
@@ -110,132 +109,6 @@ def task_conversation(
     return [*history, assistant_message(assistant_turns[1])]
 
 
-@dataclass(frozen=True, slots=True)
-class Shape:
-    """What conversations of one structure share: each message's role and number of image parts."""
-
-    roles: tuple[str, ...]
-    images: tuple[int, ...]
-
-    @classmethod
-    def of(cls, messages: Sequence[Message]) -> Shape:
-        return cls(tuple(m["role"] for m in messages), tuple(image_count([m]) for m in messages))
-
-    def __add__(self, other: Shape) -> Shape:
-        return Shape(self.roles + other.roles, self.images + other.images)
-
-
-_ASSISTANT = Shape(("assistant",), (0,))
-_FirstTurn = tuple[PromptTemplate, list[Message], list[bytes], Shape, Shape]
-
-
-class EncodedConversation(NamedTuple):
-    """A conversation as the orjson encodings of its messages, in order, and its ``shape``. (A tuple: an
-    export makes one per output, and a frozen dataclass costs several times as much to make.)"""
-
-    messages: list[bytes]
-    shape: Shape
-
-    def prompt_length(self, other: EncodedConversation) -> int:
-        """``common_prompt`` of the two conversations: equal messages have equal encodings."""
-        mine, theirs = self.messages, other.messages
-        shared, limit = 0, min(len(mine), len(theirs))
-        while shared < limit and mine[shared] == theirs[shared]:
-            shared += 1
-        roles = self.shape.roles
-        while shared > 0 and roles[shared - 1] != "user":
-            shared -= 1
-        return shared
-
-
-class ConversationBuilder:
-    """``task_conversation`` for many outputs, with each distinct prompt message built (and encoded) once and
-    the same message object shared by every conversation that holds it: an export builds one conversation per
-    output, the prompts repeat and the answers do not. Conversations from one builder must not be mutated."""
-
-    def __init__(self) -> None:
-        # (task, vocabulary) -> (template, turn-1 messages, their encodings, their shape, the shape with one
-        # assistant turn after them)
-        self._first: dict[tuple[str, Vocabulary], _FirstTurn] = {}
-        # (task, vocabulary, phase) -> (turn-2 prompt message, its encoding, its shape)
-        self._second: dict[tuple[str, Vocabulary, str | None], tuple[Message, bytes, Shape]] = {}
-
-    def conversation(
-        self, task: str, vocabulary: Vocabulary, assistant_turns: Sequence[str], phase_id: str | None = None
-    ) -> list[Message]:
-        """Equal to ``task_conversation(task, vocabulary, assistant_turns, phase_id)``."""
-        template, first, _, _, _ = self._first_turn(task, vocabulary)
-        if not assistant_turns:
-            return list(first)
-        if template.turns == 1 or len(assistant_turns) == 1:
-            return [*first, assistant_message(assistant_turns[-1 if template.turns == 1 else 0])]
-        second = self._second_turn(template, task, vocabulary, phase_id)[0]
-        return [*first, assistant_message(assistant_turns[0]), second, assistant_message(assistant_turns[1])]
-
-    def encoded(
-        self, task: str, vocabulary: Vocabulary, assistant_turns: Sequence[str], phase_id: str | None = None
-    ) -> EncodedConversation:
-        """``conversation(...)`` as the orjson encoding of each of its messages (for rows written from
-        encodings, such as ``trl_dpo_json``)."""
-        template, _, first, shape, answered = self._first.get((task, vocabulary)) or self._first_turn(
-            task, vocabulary
-        )
-        if not assistant_turns:
-            return EncodedConversation(list(first), shape)
-        if template.turns == 1 or len(assistant_turns) == 1:
-            text = assistant_turns[-1 if template.turns == 1 else 0]
-            return EncodedConversation([*first, assistant_json(text)], answered)
-        _, second, second_shape = self._second_turn(template, task, vocabulary, phase_id)
-        return EncodedConversation(
-            [*first, assistant_json(assistant_turns[0]), second, assistant_json(assistant_turns[1])],
-            second_shape,
-        )
-
-    def encoded_raw(
-        self, task: str, vocabulary: Vocabulary, raw: str | None, phase_id: str | None
-    ) -> EncodedConversation | None:
-        """``encoded`` of a stored output's own turns (``raw_turns``), or None for an output without text."""
-        if raw is None or not raw.strip():
-            return None
-        return self.encoded(task, vocabulary, raw_turns(raw), phase_id)
-
-    def _first_turn(self, task: str, vocabulary: Vocabulary) -> _FirstTurn:
-        found = self._first.get((task, vocabulary))
-        if found is None:
-            template = template_for(task)
-            messages = template.first_turn(PromptContext(vocabulary=vocabulary))
-            shape = Shape.of(messages)
-            found = (template, messages, [orjson.dumps(m) for m in messages], shape, shape + _ASSISTANT)
-            self._first[task, vocabulary] = found
-        return found
-
-    def _second_turn(
-        self, template: PromptTemplate, task: str, vocabulary: Vocabulary, phase_id: str | None
-    ) -> tuple[Message, bytes, Shape]:
-        """The turn-2 prompt message, its encoding, and the shape of a whole two-turn conversation."""
-        found = self._second.get((task, vocabulary, phase_id))
-        if found is None:
-            # The turn-2 prompt depends on the phase alone: build it once after an empty history.
-            message = template.second_turn([], "", phase_id, PromptContext(vocabulary=vocabulary))[-1]
-            shape = self._first_turn(task, vocabulary)[3] + _ASSISTANT + Shape.of([message]) + _ASSISTANT
-            found = self._second[task, vocabulary, phase_id] = (message, orjson.dumps(message), shape)
-        return found
-
-
-_TURN_JOINT = f"\n{TURN_SEPARATOR}\n"  # how the runner joins the turns of a two-turn output
-
-
-def raw_turns(raw: str) -> list[str]:
-    """A stored output split into its assistant turns (turns are joined with a ``<|turn|>`` line)."""
-    text = raw.replace("\r\n", "\n")
-    if TURN_SEPARATOR not in text:
-        return [text.strip()]
-    parts = text.split(_TURN_JOINT)
-    if text.count(TURN_SEPARATOR) == len(parts) - 1:  # only the runner's own joints: no regex needed
-        return [part.strip() for part in parts]
-    return split_turns(text)
-
-
 # --- TRL rows ------------------------------------------------------------------------------------------
 
 
@@ -259,11 +132,12 @@ def trl_dpo_row(
 
 
 def trl_dpo_json(
-    prompt: Sequence[bytes], chosen: Sequence[bytes], rejected: Sequence[bytes], images: Sequence[str]
+    prompt: Sequence[bytes], chosen: Sequence[bytes], rejected: Sequence[bytes], images: Sequence[str] | bytes
 ) -> bytes:
     """``orjson.dumps(trl_dpo_row(...))`` from the messages' encodings (``ConversationBuilder.encoded``):
     orjson's compact form of an object is its members' forms joined, so the bytes are the same and shared
-    messages are not encoded again. The caller checks the images against the prompt (``check_images``)."""
+    messages are not encoded again. ``images`` may come encoded already (``orjson.dumps`` of the list). The
+    caller checks the images against the prompt (``check_images``)."""
     return b"".join(
         (
             b'{"prompt":[',
@@ -273,7 +147,7 @@ def trl_dpo_json(
             b'],"rejected":[',
             b",".join(rejected),
             b'],"images":',
-            orjson.dumps(images if isinstance(images, list) else list(images)),
+            images if isinstance(images, bytes) else orjson.dumps(list(images)),
             b"}",
         )
     )

@@ -10,22 +10,21 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import Integer, case, literal, select, union_all
 
 from db.bundles import ExportFilters
 from db.errors import DomainError
 from db.schema import Case, Judgment, OutputRating, Prediction, ReviewItem, Study
 from models.chat_formats import (
-    ConversationBuilder,
-    Shape,
     assistant_json,
     assistant_message,
     task_conversation,
     trl_dpo_json,
     trl_dpo_row,
 )
+from models.conversations import ConversationBuilder, Shape
 from models.vocabularies import load
 from review.preferences import (
     PairRules,
@@ -33,12 +32,14 @@ from review.preferences import (
     export_preferences,
     judged_outputs,
     output_votes,
+    preference_pairs,
     study_outputs,
+    tallied_pairs,
     verdicts,
     vote_ratings,
 )
 from review.preferences.rows import Rows, dpo_rows
-from review.preferences.votes import among, rated_votes, study_votes, votes_frame
+from review.preferences.votes import among, rated_votes, study_votes, verdict_terms, votes_frame
 from tests.test_exports_service import world  # noqa: F401 - the judged study fixture
 
 
@@ -184,7 +185,7 @@ def test_the_dpo_export_equals_rows_dumped_from_each_pairs_conversations(world, 
 @pytest.mark.parametrize("target", [None, "qwen25", "qwen3"])
 def test_dpo_rows_of_two_turn_and_one_turn_outputs_equal_the_dumped_rows(world, target):  # noqa: F811
     """SurGo-R1's two-turn outputs chosen over Surg-R1's one-turn ones (both render for every target)."""
-    study, judged, outputs, _ = next(judged_outputs(world.session, ExportFilters(), PairRules()))
+    _, judged, outputs, _ = next(judged_outputs(world.session, ExportFilters(), PairRules()))
     judged = judged.assign(chosen=judged["model"] == "demo-surgo-r1", rejected=judged["model"] == "demo-surg-r1")
     rows = Rows()
     made = list(dpo_rows(judged, outputs, lambda frame: f"images/{frame.sha256}.png", target, rows))
@@ -199,3 +200,69 @@ def _dumped_row(outputs, pair, target, images) -> bytes:  # noqa: ANN001
     bad = outputs[pair["case"], pair["rejected_model"]].conversation(target)
     shared = common_prompt(good, bad)
     return orjson.dumps(trl_dpo_row(good[:shared], good[shared:], bad[shared:], images))
+
+
+_PIECES = ["<answer>B</answer>", "\n<|turn|>\n", "<|turn|>", "\r\n", "\n", " ", "\t", "é", '"', "\\", "x", "\x01", "\u2028"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from(_PIECES), max_size=12).map("".join) | st.none(), max_size=8),
+    st.sampled_from([("gozone", "resgo"), ("phase", "cholec80")]),
+    st.sampled_from(["A", "B", None]),
+)
+def test_outputs_encoded_in_one_loop_equal_outputs_encoded_one_by_one(raws, task_vocabulary, phase):
+    task, vocabulary = task_vocabulary[0], load(task_vocabulary[1])
+    rows = [(key, raw, phase) for key, raw in enumerate(raws)]
+    expected = {key: ConversationBuilder().encoded_raw(task, vocabulary, raw, phase) for key, raw, _ in rows}
+    assert ConversationBuilder().encoded_raws(task, vocabulary, rows) == expected
+
+
+RULES = [
+    PairRules(),
+    PairRules(min_reviewers=1, ties="keep"),
+    PairRules(min_reviewers=3, disagreements="drop"),
+    PairRules(min_reviewers=2, ties="keep", disagreements="drop"),
+]
+
+
+@pytest.mark.parametrize("rules", RULES, ids=str)
+def test_pairs_decided_by_the_database_equal_pairs_decided_from_the_verdicts(world, rules):  # noqa: F811
+    for filters in (ExportFilters(), ExportFilters(study="export study", split="train")):
+        tallied = tallied_pairs(world.session, world.study.id, filters, rules)
+        _, judged, outputs, newest = next(judged_outputs(world.session, filters, rules))
+        pairs = preference_pairs(judged)
+        columns = ["case", "chosen", "rejected", "chosen_prediction", "rejected_prediction"]
+        assert [pair[:5] for pair in tallied.pairs] == list(pairs[columns].itertuples(index=False, name=None))
+        frames = [outputs.cases[case_id][3] for case_id in outputs.case_ids(pairs["chosen_prediction"])]
+        assert [pair[5] for pair in tallied.pairs] == frames
+        label = judged["label"]
+        assert tallied.counts == {
+            "outputs": len(judged),
+            "chosen": judged["chosen"].sum(),
+            "rejected": judged["rejected"].sum(),
+            "correct": label.fillna(False).sum(),
+            "incorrect": (~label.fillna(True)).sum(),
+        }
+        assert tallied.newest == newest
+
+
+# The engine fixture only picks one of the session's engines: nothing in it changes between examples.
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7), st.integers(0, 7)), min_size=1, max_size=40),
+    st.sampled_from(RULES),
+)
+def test_the_pair_rules_give_the_same_verdicts_in_sql_and_in_numpy(engine, votes, rules):
+    votes = [(total, min(correct, total), min(best, total)) for total, correct, best in votes]
+    names = ("n", "reviewers", "correct_votes", "best_votes")
+    rows = [select(*(literal(v, Integer).label(c) for c, v in zip(names, (n, *row), strict=True)))
+            for n, row in enumerate(votes)]
+    table = union_all(*rows).subquery()
+    terms = verdict_terms(table.c.reviewers, table.c.correct_votes, table.c.best_votes, rules)
+    with engine.connect() as connection:
+        query = select(*(case((term, 1), else_=0) for term in terms)).order_by(table.c.n)
+        in_sql = connection.execute(query).all()
+    arrays = np.array(votes, dtype=np.int64).T
+    in_numpy = np.stack(verdict_terms(arrays[0], arrays[1], arrays[2], rules), axis=1).astype(int)
+    assert [list(row) for row in in_sql] == in_numpy.tolist()

@@ -181,6 +181,8 @@ class VoteTally(Base):
         *(CheckConstraint(f"level{n}_correct >= 0 AND level{n}_wrong >= 0 "
                           f"AND level{n}_correct + level{n}_wrong <= reviewers", name=f"level{n}_counted")
           for n in (1, 2, 3)),
+        # A case's outputs together: the preference pairs of an export are a join of a case's tallies.
+        Index("ix_vote_tallies_case", "study_id", "case_id"),
     )
 
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)

@@ -12,8 +12,9 @@ verdicts:
 - chosen = picked best and rated correct; rejected = rated incorrect. Every chosen output of a case is paired
   with every rejected output of that case.
 
-Modules: ``votes`` (rules, votes, verdicts, pairs), ``outputs`` (the judged predictions), ``rows`` (the
-training rows); this one holds the export service.
+Modules: ``votes`` (rules, votes, verdicts, pairs), ``pairs`` (the pairs as the database decides them from
+the vote tallies, for DPO exports), ``outputs`` (the judged predictions), ``rows`` (the training rows); this
+one holds the export service.
 """
 
 from __future__ import annotations
@@ -40,7 +41,17 @@ from db.schema import Study
 from db.users import Actor, By, require
 from models.chat_formats import dataset_info_entry
 from review.preferences.outputs import FrameFile, Output, StudyOutputs, render_turns, study_outputs
-from review.preferences.rows import DataRow, ImageOf, Rows, common_prompt, dpo_rows, kto_rows, process_rows
+from review.preferences.pairs import TalliedPairs, tallied_pairs
+from review.preferences.rows import (
+    DataRow,
+    ImageOf,
+    Rows,
+    common_prompt,
+    dpo_rows,
+    kto_rows,
+    process_rows,
+    tallied_dpo_rows,
+)
 from review.preferences.votes import (
     LEVELS,
     VOTE_COLUMNS,
@@ -64,6 +75,7 @@ __all__ = [
     "PairRules",
     "Rows",
     "StudyOutputs",
+    "TalliedPairs",
     "common_prompt",
     "dpo_rows",
     "export_preferences",
@@ -74,6 +86,7 @@ __all__ = [
     "process_rows",
     "render_turns",
     "study_outputs",
+    "tallied_pairs",
     "verdicts",
     "vote_ratings",
 ]
@@ -177,13 +190,27 @@ class _Report:
         rules: PairRules,
         target: str | None,
     ) -> Iterator[DataRow]:
+        if kind == "dpo" and target is None and filters.since is None and filters.until is None:
+            # The common export: the database decides the pairs from the tallies.
+            for study_id in find_study_ids(session, filters):
+                study = session.get(Study, study_id)
+                tallied = tallied_pairs(session, study_id, filters, rules)
+                if not tallied.counts["outputs"]:
+                    continue
+                before = len(self.rows.provenance)
+                yield from tallied_dpo_rows(session, study, tallied, bundle.image, self.rows)
+                self._add(study, {**tallied.counts, "rows": len(self.rows.provenance) - before}, tallied.newest)
+            return
         for study, judged, outputs, newest in judged_outputs(session, filters, rules, levels=kind == "process"):
             before = len(self.rows.provenance)
             yield from _rows_of(kind, judged, outputs, bundle.image, target, self.rows)
-            self.studies.append(study.name)
-            self.counts[f"study:{study.name}"] = _study_counts(judged, len(self.rows.provenance) - before)
-            if self.newest is None or (newest and newest > self.newest):
-                self.newest = newest
+            self._add(study, _study_counts(judged, len(self.rows.provenance) - before), newest)
+
+    def _add(self, study: Study, counts: dict[str, int], newest: Any) -> None:
+        self.studies.append(study.name)
+        self.counts[f"study:{study.name}"] = counts
+        if self.newest is None or (newest and newest > self.newest):
+            self.newest = newest
 
 
 def _rows_of(

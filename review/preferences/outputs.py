@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -12,15 +13,13 @@ from sqlalchemy.orm import Session
 
 from db.schema import Case, Frame, Model, Prediction, Study, StudyModel
 from models.chat_formats import (
-    ConversationBuilder,
-    EncodedConversation,
     Message,
     box_answer,
     gozone_targets,
     level_target,
-    raw_turns,
     target_box,
 )
+from models.conversations import ConversationBuilder, EncodedConversation, raw_turns
 from models.parsing.result import ParsedOutput
 from models.vocabularies import Vocabulary, vocabulary_for
 from review.preferences.votes import StudyVotes, among, json_value, plain_rows
@@ -154,7 +153,7 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         # place in key and name order, so a prediction's (case, model) number is also its rank in that order.
         case_keys = sorted((case[0], case_id) for case_id, case in cases.items())
         model_names = sorted((name, model_id) for model_id, name in models.items())
-        self._case_number = {key: n for n, (key, _) in enumerate(case_keys)}
+        self._case_keys = case_keys
         self._case_id = [case_id for _, case_id in case_keys]
         self._model_number = {name: n for n, (name, _) in enumerate(model_names)}
         self._models = max(len(model_names), 1)  # the (case, model) number's base
@@ -166,13 +165,24 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         by_model = np.argsort(model_ids)
         model_number = by_model[np.searchsorted(model_ids, table[:, 2], sorter=by_model)]
         code = case_number * self._models + model_number
-        self._prediction_of = dict(zip(code.tolist(), table[:, 0].tolist(), strict=True))
+        self._codes = code, table[:, 0]
         order = np.argsort(table[:, 0])
         self._sorted_ids = table[order, 0]
         self._case_id_of = table[order, 1]
         self._case_of = np.array([key for key, _ in case_keys], dtype=object)[case_number[order]]
         self._model_of = np.array([name for name, _ in model_names], dtype=object)[model_number[order]]
         self._rank_of = code[order]
+
+    # Built on first use: an export that works by prediction id never needs them.
+    @cached_property
+    def _case_number(self) -> dict[str, int]:
+        return {key: n for n, (key, _) in enumerate(self._case_keys)}
+
+    @cached_property
+    def _prediction_of(self) -> dict[int, int]:
+        """{(case, model) number: prediction id}."""
+        code, ids = self._codes
+        return dict(zip(code.tolist(), ids.tolist(), strict=True))
 
     def _key_of(self, key: tuple[str, str]) -> tuple[int, int] | None:
         """(prediction id, case id) of the output ``key`` of the study, or None."""
@@ -201,30 +211,23 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         where it has none (``unusable`` says why)} for predictions of the study, read in bulk. Without a
         ``target`` each output's own turns are encoded straight from its text."""
         ids = np.unique(np.asarray(prediction_ids, dtype=np.int64))
-        self._load_ids(ids.tolist(), parsed=target is not None)
-        case_ids = self.case_ids(ids).tolist()
-        vocabularies: dict[tuple[str, str], Vocabulary] = {}
-        made: dict[int, EncodedConversation | None] = {}
-        builder, task, texts, cases = self.conversations, self.task, self._texts, self.cases
-        for prediction_id, case_id in zip(ids.tolist(), case_ids, strict=True):
-            kind = cases[case_id][1:3]  # dataset, procedure
-            vocabulary = vocabularies.get(kind)
-            if vocabulary is None:
-                vocabulary = vocabularies[kind] = vocabulary_for(task, *kind)
-            if target is None:
-                raw, phase = texts.get(prediction_id, (None, None))
-                made[prediction_id] = builder.encoded_raw(task, vocabulary, raw, phase)
-            else:
-                made[prediction_id] = self.output(prediction_id).encoded_conversation(target)
+        if target is not None:
+            self._load_ids(ids.tolist(), parsed=True)
+            return {p: self.output(p).encoded_conversation(target) for p in ids.tolist()}
+        kinds = {case_id: case[1:3] for case_id, case in self.cases.items()}  # dataset, procedure
+        vocabularies = {kind: vocabulary_for(self.task, *kind) for kind in set(kinds.values())}
+        vocabulary_of = {
+            prediction_id: vocabularies[kinds[case_id]]
+            for prediction_id, case_id in zip(ids.tolist(), self.case_ids(ids).tolist(), strict=True)
+        }
+        made: dict[int, EncodedConversation | None] = dict.fromkeys(ids.tolist())  # None: no such row
+        rows = prediction_texts(self.session, ids.tolist())  # encoded as they come: no copy is kept here
+        made.update(encoded_outputs(self.task, rows, vocabulary_of, self.conversations))
         return made
 
     def case_ids(self, prediction_ids: np.ndarray) -> np.ndarray:
         """The case ids of predictions of the study (KeyError for any other)."""
         return self._case_id_of[self._positions(np.asarray(prediction_ids, dtype=np.int64))]
-
-    def frame(self, case_id: int) -> FrameFile:
-        """The frame a case of the study shows."""
-        return self.frames[self.cases[case_id][3]]
 
     def output(self, prediction_id: int) -> Output:
         """The output of a prediction of the study (KeyError for any other)."""
@@ -334,10 +337,47 @@ def study_outputs(session: Session, study: Study, votes: StudyVotes | None = Non
             ),
         )
     }
-    frames = plain_rows(
+    frames = frame_files(session, {case[3] for case in cases.values()})
+    return StudyOutputs(session, study, predictions, cases, models, frames)
+
+
+def encoded_outputs(
+    task: str,
+    rows: list[tuple[int, str | None, str | None]],
+    vocabulary_of: Mapping[int, Vocabulary],
+    builder: ConversationBuilder | None = None,
+) -> dict[int, EncodedConversation | None]:
+    """``ConversationBuilder.encoded_raws`` of (prediction id, raw text, phase) rows whose predictions may
+    belong to cases of several vocabularies (``vocabulary_of``; usually all share one)."""
+    builder = builder or ConversationBuilder()
+    groups: dict[Vocabulary, list[tuple[int, str | None, str | None]]] = {}
+    if len(set(vocabulary_of.values())) == 1:
+        groups[next(iter(vocabulary_of.values()))] = rows
+    else:
+        for row in rows:
+            groups.setdefault(vocabulary_of[row[0]], []).append(row)
+    made: dict[int, EncodedConversation | None] = {}
+    for vocabulary, group in groups.items():
+        made.update(builder.encoded_raws(task, vocabulary, group))
+    return made
+
+
+def prediction_texts(session: Session, prediction_ids: Iterable[int]) -> list[tuple[int, str | None, str | None]]:
+    """(prediction id, raw text, phase) of the predictions, in no particular order."""
+    return plain_rows(
         session,
-        select(Frame.id, Frame.sha256, Frame.path, Frame.size_bytes, Frame.width, Frame.height).where(
-            among(session, Frame.id, sorted({case[3] for case in cases.values()}))
+        select(Prediction.id, Prediction.raw_text, Prediction.phase).where(
+            among(session, Prediction.id, sorted(prediction_ids))
         ),
     )
-    return StudyOutputs(session, study, predictions, cases, models, {row[0]: FrameFile(*row) for row in frames})
+
+
+def frame_files(session: Session, frame_ids: Iterable[int]) -> dict[int, FrameFile]:
+    """{frame id: FrameFile} of the frames."""
+    rows = plain_rows(
+        session,
+        select(Frame.id, Frame.sha256, Frame.path, Frame.size_bytes, Frame.width, Frame.height).where(
+            among(session, Frame.id, sorted(frame_ids))
+        ),
+    )
+    return {row[0]: FrameFile(*row) for row in rows}

@@ -7,16 +7,34 @@ what it left out to a ``Rows``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
+from sqlalchemy.orm import Session
 
-from models.chat_formats import FormatError, Message, sharegpt_ranking_row, trl_dpo_json, trl_kto_row
+from db.schema import Study
+from models.chat_formats import (
+    FormatError,
+    Message,
+    sharegpt_ranking_row,
+    trl_dpo_json,
+    trl_kto_row,
+)
+from models.conversations import EncodedConversation
 from models.vocabularies import vocabulary_for
-from review.preferences.outputs import FrameFile, Output, StudyOutputs
+from review.preferences.outputs import (
+    FrameFile,
+    Output,
+    StudyOutputs,
+    encoded_outputs,
+    frame_files,
+    prediction_texts,
+)
+from review.preferences.pairs import TalliedPairs
 from review.preferences.votes import LEVELS, preference_pairs
 
 ImageOf = Callable[[FrameFile], str]
@@ -66,29 +84,68 @@ def dpo_rows(
         return
     chosen_ids, rejected_ids = pairs["chosen_prediction"].to_numpy(), pairs["rejected_prediction"].to_numpy()
     made = outputs.encoded(np.concatenate([chosen_ids, rejected_ids]), target)
-    images: dict[int, list[str]] = {}  # case id: the row's images
-    study = outputs.name
-    columns = zip(
-        pairs["case"].tolist(),
-        pairs["chosen"].tolist(),
-        pairs["rejected"].tolist(),
-        chosen_ids.tolist(),
-        rejected_ids.tolist(),
-        outputs.case_ids(chosen_ids).tolist(),
-        strict=True,
+    case_ids = outputs.case_ids(chosen_ids).tolist()
+    frame_ids = [outputs.cases[case_id][3] for case_id in case_ids]
+    columns = ("case", "chosen", "rejected", "chosen_prediction", "rejected_prediction")
+    yield from encoded_pair_rows(
+        outputs.name,
+        zip(*(pairs[c].tolist() for c in columns), frame_ids, strict=True),
+        made,
+        lambda frame_id: image_of(outputs.frames[frame_id]),
+        rows,
+        lambda prediction_id: outputs.output(prediction_id).unusable(target),
     )
-    for case, chosen, rejected, chosen_id, rejected_id, case_id in columns:
+
+
+def tallied_dpo_rows(
+    session: Session, study: Study, tallied: TalliedPairs, image_of: ImageOf, rows: Rows
+) -> Iterator[DataRow]:
+    """TRL DPO rows of a study's pairs decided from its tallies (``tallied_pairs``), each output in its own
+    words (no target): the same rows ``dpo_rows`` makes of the same pairs."""
+    kinds = {}  # prediction id: (dataset, procedure) of its case
+    for pair in tallied.pairs:
+        kinds[pair[3]] = kinds[pair[4]] = pair[6:8]
+    vocabularies = {kind: vocabulary_for(study.task, *kind) for kind in set(kinds.values())}
+    vocabulary_of = {prediction_id: vocabularies[kind] for prediction_id, kind in kinds.items()}
+    made: dict[int, EncodedConversation | None] = dict.fromkeys(kinds)  # None: no such prediction
+    made.update(encoded_outputs(study.task, prediction_texts(session, kinds), vocabulary_of))
+    frames = frame_files(session, {pair[5] for pair in tallied.pairs})
+    yield from encoded_pair_rows(
+        study.name,
+        (pair[:6] for pair in tallied.pairs),
+        made,
+        lambda frame_id: image_of(frames[frame_id]),
+        rows,
+        lambda _: "output without text",
+    )
+
+
+def encoded_pair_rows(
+    study: str,
+    pairs: Iterable[tuple[str, str, str, int, int, int]],
+    made: Mapping[int, EncodedConversation | None],
+    image_of: Callable[[int], str],
+    rows: Rows,
+    unusable: Callable[[int], str],
+) -> Iterator[bytes]:
+    """TRL DPO rows (bytes equal to ``orjson.dumps(trl_dpo_row(...))``) of ``pairs`` (case key, chosen model,
+    rejected model, chosen prediction, rejected prediction, frame id) from each prediction's encoded
+    conversation (``made``; None: it has none, and ``unusable(prediction)`` says why); ``image_of(frame id)``
+    is the image's path in the bundle."""
+    images: dict[int, tuple[list[str], bytes]] = {}  # frame id: the row's images and their JSON
+    for case, chosen, rejected, chosen_id, rejected_id, frame_id in pairs:
         good, bad = made[chosen_id], made[rejected_id]
         if good is None or bad is None:
-            rows.skip(outputs.output(chosen_id if good is None else rejected_id).unusable(target))
+            rows.skip(unusable(chosen_id if good is None else rejected_id))
             continue
         shared = good.prompt_length(bad)
-        row_images = images.get(case_id)
-        if row_images is None:
-            row_images = images[case_id] = [image_of(outputs.frame(case_id))]
+        found = images.get(frame_id)
+        if found is None:
+            paths = [image_of(frame_id)]
+            found = images[frame_id] = (paths, orjson.dumps(paths))
         parts = sum(good.shape.images[:shared])
-        if parts != len(row_images):
-            raise FormatError(f"{parts} image parts in the messages but {len(row_images)} images")
+        if parts != len(found[0]):
+            raise FormatError(f"{parts} image parts in the messages but {len(found[0])} images")
         rows.provenance.append(
             {
                 "study": study,
@@ -99,7 +156,7 @@ def dpo_rows(
                 "rejected_prediction": rejected_id,
             }
         )
-        yield trl_dpo_json(good.messages[:shared], good.messages[shared:], bad.messages[shared:], row_images)
+        yield trl_dpo_json(good.messages[:shared], good.messages[shared:], bad.messages[shared:], found[1])
 
 
 def _ranking_rows(

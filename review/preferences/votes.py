@@ -10,9 +10,9 @@ integer, for exports limited to a judgment date range (a tally does not know whe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import chain
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -84,16 +84,24 @@ def output_votes(ratings: pd.DataFrame) -> pd.DataFrame:
     return votes.reset_index()
 
 
-def _holds(yes: np.ndarray, total: np.ndarray, rules: PairRules, *, tie_holds: bool) -> np.ndarray:
-    """Whether a property with ``yes`` of ``total`` votes holds (NaN-free bools) under ``rules``."""
-    no = total - yes
-    # Unanimity: every vote on one side; otherwise the majority decides.
-    decided = (yes == 0) | (no == 0) if rules.disagreements == "drop" else np.ones_like(yes, dtype=bool)
+def holds(yes: Any, total: Any, rules: PairRules, *, tie_holds: bool) -> Any:
+    """Whether a property with ``yes`` of ``total`` votes holds under ``rules``. Written with operators only,
+    so the same rule applies to numpy arrays (bools out) and to SQL column expressions (a condition)."""
     majority = 2 * yes > total
-    tie = 2 * yes == total
     if rules.ties == "keep" and tie_holds:
-        majority = majority | tie
-    return decided & majority & (total >= rules.min_reviewers)
+        majority = majority | (2 * yes == total)
+    held = majority & (total >= rules.min_reviewers)
+    if rules.disagreements == "drop":  # unanimity: every vote on one side
+        held = held & ((yes == 0) | (yes == total))
+    return held
+
+
+def verdict_terms(reviewers: Any, correct_votes: Any, best_votes: Any, rules: PairRules) -> tuple[Any, Any, Any]:
+    """(rated correct, rated incorrect, chosen) of outputs with these votes, as ``holds`` gives them: arrays
+    or SQL conditions."""
+    is_correct = holds(correct_votes, reviewers, rules, tie_holds=False)
+    is_wrong = holds(reviewers - correct_votes, reviewers, rules, tie_holds=True)
+    return is_correct, is_wrong, holds(best_votes, reviewers, rules, tie_holds=True) & is_correct
 
 
 def verdicts(votes: pd.DataFrame, rules: PairRules) -> pd.DataFrame:
@@ -101,18 +109,17 @@ def verdicts(votes: pd.DataFrame, rules: PairRules) -> pd.DataFrame:
     ``rejected``, and, where ``votes`` has the level counts, per level ``level{n}_label`` (True correct,
     False wrong, NA undecided)."""
     out = votes.copy()
-    total, correct = out["reviewers"].to_numpy(), out["correct_votes"].to_numpy()
-    is_correct = _holds(correct, total, rules, tie_holds=False)
-    is_wrong = _holds(total - correct, total, rules, tie_holds=True)
+    is_correct, is_wrong, chosen = verdict_terms(
+        out["reviewers"].to_numpy(), out["correct_votes"].to_numpy(), out["best_votes"].to_numpy(), rules
+    )
     out["label"] = pd.array(np.where(is_correct, True, np.where(is_wrong, False, None)), dtype="boolean")
-    best = _holds(out["best_votes"].to_numpy(), total, rules, tie_holds=True)
-    out["chosen"] = best & is_correct
+    out["chosen"] = chosen
     out["rejected"] = is_wrong
     for n in LEVELS if f"level{LEVELS[-1]}_wrong" in out else ():
         right, wrong = out[f"level{n}_correct"].to_numpy(), out[f"level{n}_wrong"].to_numpy()
         marked = right + wrong
-        good = _holds(right, marked, rules, tie_holds=False)
-        bad = _holds(wrong, marked, rules, tie_holds=True)
+        good = holds(right, marked, rules, tie_holds=False)
+        bad = holds(wrong, marked, rules, tie_holds=True)
         out[f"level{n}_label"] = pd.array(np.where(good, True, np.where(bad, False, None)), dtype="boolean")
     return out
 

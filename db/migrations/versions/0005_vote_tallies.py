@@ -62,8 +62,10 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['study_id'], ['studies.id'], name=op.f('fk_vote_tallies_study_id_studies'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('study_id', 'prediction_id', name=op.f('pk_vote_tallies'))
     )
+    op.create_index('ix_vote_tallies_case', 'vote_tallies', ['study_id', 'case_id'], unique=False)
     op.execute(BACKFILL)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_vote_tallies_case', table_name='vote_tallies')
     op.drop_table('vote_tallies')
