@@ -11,10 +11,22 @@ A rating's votes: 1 reviewer, its 0/1 correctness, 1 if its letter is the judgme
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from functools import cache
 
-from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, delete, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -33,6 +45,7 @@ COUNTS = (
     "best_votes",
     *(f"level{n}_{mark}" for n in LEVELS for mark in ("correct", "wrong")),
 )
+TALLY_COLUMNS = ("study_id", "prediction_id", "case_id", "model_id", *COUNTS, "judged_at")
 
 
 def rating_votes(rating: OutputRating, best_letter: str | None) -> tuple[int, ...]:
@@ -47,65 +60,70 @@ def count_judgment(session: Session, item: ReviewItem, judgment: Judgment, sign:
     of the outputs it rates. Rows are written in prediction order, so concurrent judgments of one case
     lock them in the same order."""
     letters = {rating.letter: item.letter_map[rating.letter] for rating in judgment.ratings}
-    models = dict(
-        session.execute(
-            select(Prediction.id, StudyModel.model_id)
-            .join(StudyModel, and_(StudyModel.run_id == Prediction.run_id, StudyModel.study_id == item.study_id))
-            .where(Prediction.id.in_(sorted(letters.values())))
-        ).all()
-    )
-    rows = []
-    for rating in sorted(judgment.ratings, key=lambda r: letters[r.letter]):
-        prediction = letters[rating.letter]
-        votes = rating_votes(rating, judgment.best_letter)
-        rows.append(
-            {
-                "study_id": item.study_id,
-                "prediction_id": prediction,
-                "case_id": item.case_id,
-                "model_id": models[prediction],
-                **{column: sign * vote for column, vote in zip(COUNTS, votes, strict=True)},
-                "judged_at": judgment.created_at if sign > 0 else None,
-            }
-        )
+    rows = [  # parameters named "v_" + column (an insert reserves the column names)
+        {
+            "v_study_id": item.study_id,
+            "v_prediction_id": letters[rating.letter],
+            "v_case_id": item.case_id,
+            **{
+                f"v_{c}": sign * vote
+                for c, vote in zip(COUNTS, rating_votes(rating, judgment.best_letter), strict=True)
+            },
+            "v_judged_at": judgment.created_at,
+        }
+        for rating in sorted(judgment.ratings, key=lambda r: letters[r.letter])
+    ]
+    if not rows:
+        return
+    connection = session.connection()
     if sign > 0:
-        _add(session, rows)
-    else:
-        _take_away(session, rows)
-
-
-def _take_away(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Add the rows' (negative) counts to the tallies already there; TalliesOutOfStep when one is missing.
-    (An upsert would not do: the database checks the constraints of the row it would insert first.)"""
-    for row in rows:
-        done = session.execute(
-            update(VoteTally)
-            .where(VoteTally.study_id == row["study_id"], VoteTally.prediction_id == row["prediction_id"])
-            .values({c: getattr(VoteTally, c) + row[c] for c in COUNTS})
-            .execution_options(synchronize_session=False)
-        )
-        if done.rowcount != 1:
+        connection.execute(_upsert(connection.dialect.name), rows)
+        return
+    for row in rows:  # a revision: its old votes leave tallies that must be there
+        if connection.execute(_TAKE_AWAY, row).rowcount != 1:
             raise TalliesOutOfStep(
-                f"Study {row['study_id']} has no vote tally for prediction {row['prediction_id']}, which a "
+                f"Study {row['v_study_id']} has no vote tally for prediction {row['v_prediction_id']}, which a "
                 "judgment being replaced rated; recount the study's tallies (review.tallies.rebuild_tallies)."
             )
 
 
-def _add(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert the rows, or add their counts to the rows already there (the newer ``judged_at`` wins)."""
-    dialect = session.get_bind().dialect.name
-    statement = (postgresql if dialect == "postgresql" else sqlite).insert(VoteTally).values(list(rows))
+# Take a replaced judgment's votes (negative counts) from a tally. An upsert would not do: the database
+# checks the constraints of the row it would insert (negative counts) before it finds the conflict.
+_TAKE_AWAY = (
+    update(VoteTally)
+    .where(VoteTally.study_id == bindparam("v_study_id"), VoteTally.prediction_id == bindparam("v_prediction_id"))
+    .values({c: getattr(VoteTally, c) + bindparam(f"v_{c}", type_=Integer) for c in COUNTS})
+)
+
+
+@cache
+def _upsert(dialect: str):  # noqa: ANN202 - an Insert of the dialect
+    """Insert a tally, or add its counts to the one there (the newer ``judged_at`` wins). The study's model
+    of the prediction is looked up in the same statement. Built once per dialect, run with one parameter
+    set per rated output."""
+    values = select(
+        bindparam("v_study_id", type_=Integer),
+        Prediction.id,
+        bindparam("v_case_id", type_=Integer),
+        StudyModel.model_id,
+        *(bindparam(f"v_{c}", type_=Integer) for c in COUNTS),
+        bindparam("v_judged_at", type_=VoteTally.judged_at.type),
+    ).join_from(
+        Prediction,
+        StudyModel,
+        and_(StudyModel.run_id == Prediction.run_id, StudyModel.study_id == bindparam("v_study_id")),
+    ).where(Prediction.id == bindparam("v_prediction_id"))
+    statement = (postgresql if dialect == "postgresql" else sqlite).insert(VoteTally)
+    statement = statement.from_select([getattr(VoteTally, c) for c in TALLY_COLUMNS], values)
     new = statement.excluded
     newest: ColumnElement = case(
         (VoteTally.judged_at.is_(None), new.judged_at),
         (new.judged_at > VoteTally.judged_at, new.judged_at),
         else_=VoteTally.judged_at,
     )
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[VoteTally.study_id, VoteTally.prediction_id],
-            set_={**{c: getattr(VoteTally, c) + getattr(new, c) for c in COUNTS}, "judged_at": newest},
-        )
+    return statement.on_conflict_do_update(
+        index_elements=[VoteTally.study_id, VoteTally.prediction_id],
+        set_={**{c: getattr(VoteTally, c) + getattr(new, c) for c in COUNTS}, "judged_at": newest},
     )
 
 
@@ -140,9 +158,6 @@ def counted_votes(study_id: int | None = None):  # noqa: ANN201 - a Select of Vo
         .group_by(ReviewItem.study_id, Prediction.id, ReviewItem.case_id, StudyModel.model_id)
     )
     return query if study_id is None else query.where(ReviewItem.study_id == study_id)
-
-
-TALLY_COLUMNS = ("study_id", "prediction_id", "case_id", "model_id", *COUNTS, "judged_at")
 
 
 def rebuild_tallies(session: Session, study_id: int) -> int:
