@@ -34,8 +34,9 @@ from db.schema import Judgment, OutputRating, Prediction, ReviewItem, Study, Stu
 
 
 class TalliesOutOfStep(RuntimeError):
-    """The vote tallies do not hold what a judgment being replaced counted into them: ratings were written
-    without ``count_judgment`` and the study was not recounted. A fault of the installation, not of the user."""
+    """A judgment's votes do not fit the tallies: the judgment being replaced was never counted (ratings were
+    written without ``count_judgment`` and the study was not recounted), or a rated prediction is not one of
+    the study's outputs. A fault of the installation's data, not of the user."""
 
 
 LEVELS = (1, 2, 3)
@@ -77,13 +78,16 @@ def count_judgment(session: Session, item: ReviewItem, judgment: Judgment, sign:
         return
     connection = session.connection()
     if sign > 0:
-        connection.execute(_upsert(connection.dialect.name), rows)
+        if connection.execute(_upsert(connection.dialect.name), rows).rowcount != len(rows):
+            raise TalliesOutOfStep(
+                f"Review item {item.id} rates a prediction that is not one of study {item.study_id}'s outputs."
+            )
         return
     for row in rows:  # a revision: its old votes leave tallies that must be there
         if connection.execute(_TAKE_AWAY, row).rowcount != 1:
             raise TalliesOutOfStep(
                 f"Study {row['v_study_id']} has no vote tally for prediction {row['v_prediction_id']}, which a "
-                "judgment being replaced rated; recount the study's tallies (review.tallies.rebuild_tallies)."
+                "judgment being replaced rated; recount the tallies with `surgreview db recount-votes`."
             )
 
 
@@ -99,8 +103,8 @@ _TAKE_AWAY = (
 @cache
 def _upsert(dialect: str):  # noqa: ANN202 - an Insert of the dialect
     """Insert a tally, or add its counts to the one there (the newer ``judged_at`` wins). The study's model
-    of the prediction is looked up in the same statement. Built once per dialect, run with one parameter
-    set per rated output."""
+    of the prediction is looked up in the same statement (no row when it is not one of the study's). Built
+    once per dialect."""
     values = select(
         bindparam("v_study_id", type_=Integer),
         Prediction.id,
@@ -124,7 +128,7 @@ def _upsert(dialect: str):  # noqa: ANN202 - an Insert of the dialect
     return statement.on_conflict_do_update(
         index_elements=[VoteTally.study_id, VoteTally.prediction_id],
         set_={**{c: getattr(VoteTally, c) + getattr(new, c) for c in COUNTS}, "judged_at": newest},
-    )
+    ).execution_options(preserve_rowcount=True)  # an insert's row count is not kept otherwise
 
 
 def counted_votes(study_id: int | None = None):  # noqa: ANN201 - a Select of VoteTally's columns
@@ -172,16 +176,18 @@ def rebuild_tallies(session: Session, study_id: int) -> int:
 
 
 def recount_studies(session: Session) -> dict[str, tuple[int, int]]:
-    """Recount every study's tallies: {study name: (outputs counted, tallies that were wrong or missing)}."""
+    """Recount every study's tallies: {study name: (outputs counted, tallies that were wrong, missing or
+    left over)}."""
     counted = {}
     for study_id, name in session.execute(select(Study.id, Study.name).order_by(Study.id)).all():
-        before = set(session.execute(_tally_rows(study_id)).all())
+        before = _tally_rows(session, study_id)
         outputs = rebuild_tallies(session, study_id)
-        counted[name] = (outputs, len(set(session.execute(_tally_rows(study_id)).all()) - before))
+        after = _tally_rows(session, study_id)
+        counted[name] = (outputs, sum(before.get(p) != after.get(p) for p in before.keys() | after.keys()))
     return counted
 
 
-def _tally_rows(study_id: int):  # noqa: ANN202 - a Select
-    return select(*(getattr(VoteTally, c) for c in TALLY_COLUMNS if c != "judged_at")).where(
-        VoteTally.study_id == study_id
-    )
+def _tally_rows(session: Session, study_id: int) -> dict[int, tuple]:
+    """{prediction id: its tally's counts and the rest} of a study."""
+    columns = [getattr(VoteTally, c) for c in TALLY_COLUMNS if c not in ("study_id", "judged_at")]
+    return {row[0]: tuple(row[1:]) for row in session.execute(select(*columns).where(VoteTally.study_id == study_id))}

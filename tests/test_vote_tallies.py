@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from db.cases import CaseFilter
 from db.engine import Database
@@ -121,6 +121,24 @@ def test_a_revision_whose_old_votes_are_not_tallied_is_refused(session, store):
     session.execute(delete(VoteTally).where(VoteTally.study_id == study.id))
     with pytest.raises(TalliesOutOfStep, match="recount"):
         _judge(session, reviewers[0], item, model_of, 1)
+
+
+def test_a_judgment_of_a_prediction_outside_the_study_is_refused(session, store):
+    study, reviewers, model_of = _study(session, store, k=1)
+    item = session.scalars(select(ReviewItem).where(ReviewItem.study_id == study.id).limit(1)).one()
+    stranger = session.scalar(select(Prediction.id).where(Prediction.id.not_in(list(item.letter_map.values())),
+                                                          Prediction.case_id != item.case_id).limit(1))
+    runs = session.scalar(select(func.count()).select_from(Run))
+    other_run = Run(model_id=session.scalar(select(Model.id).limit(1)), task="gozone", prompt_version="x",
+                    params={}, params_sha256="1" * 64, status="imported")
+    session.add(other_run)
+    session.flush()
+    session.execute(update(Prediction).where(Prediction.id == stranger).values(run_id=other_run.id))
+    item.letter_map = {**item.letter_map, "A": stranger}
+    session.flush()
+    with pytest.raises(TalliesOutOfStep, match="not one of study"):
+        _judge(session, reviewers[0], item, model_of, 0)
+    assert runs < session.scalar(select(func.count()).select_from(Run))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
