@@ -104,7 +104,7 @@ def db_recount_votes() -> None:
     from review.tallies import recount_studies
 
     with _services().db.session_scope() as session:
-        counted = recount_studies(session)
+        counted = recount_studies(session, _actor())
     for name, (outputs, mended) in counted.items():
         typer.echo(f"{name}: {outputs:,} judged outputs, {mended:,} tallies mended")
     if not counted:

@@ -91,9 +91,7 @@ class ConversationBuilder:
     ) -> EncodedConversation:
         """``conversation(...)`` as the orjson encoding of each of its messages (for rows written from
         encodings, such as ``trl_dpo_json``)."""
-        template, _, first, shape, answered = self._first.get((task, vocabulary)) or self._first_turn(
-            task, vocabulary
-        )
+        template, _, first, shape, answered = self._first_turn(task, vocabulary)
         if not assistant_turns:
             return EncodedConversation(list(first), shape)
         if template.turns == 1 or len(assistant_turns) == 1:
@@ -141,9 +139,7 @@ class ConversationBuilder:
                     text = parts[last].strip()
                     made[key] = EncodedConversation([*prompt, head + encode(text).encode() + tail], answered)
                     continue
-                _, second, shape = self._second.get((task, vocabulary, phase)) or self._second_turn(
-                    template, task, vocabulary, phase
-                )
+                _, second, shape = self._second_turn(template, task, vocabulary, phase)
                 one, two = encode(parts[0].strip()).encode(), encode(parts[1].strip()).encode()
                 made[key] = EncodedConversation([*prompt, head + one + tail, second, head + two + tail], shape)
             except UnicodeEncodeError as error:

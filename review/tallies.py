@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from db.audit import record
 from db.schema import Judgment, OutputRating, Prediction, ReviewItem, Study, StudyModel, VoteTally
 
 
@@ -175,15 +176,19 @@ def rebuild_tallies(session: Session, study_id: int) -> int:
     return session.scalar(select(func.count()).select_from(VoteTally).where(VoteTally.study_id == study_id))
 
 
-def recount_studies(session: Session) -> dict[str, tuple[int, int]]:
+def recount_studies(session: Session, by: str) -> dict[str, tuple[int, int]]:
     """Recount every study's tallies: {study name: (outputs counted, tallies that were wrong, missing or
-    left over)}."""
+    left over)}. A study whose tallies changed gets an audit event naming ``by``."""
     counted = {}
     for study_id, name in session.execute(select(Study.id, Study.name).order_by(Study.id)).all():
         before = _tally_rows(session, study_id)
         outputs = rebuild_tallies(session, study_id)
         after = _tally_rows(session, study_id)
-        counted[name] = (outputs, sum(before.get(p) != after.get(p) for p in before.keys() | after.keys()))
+        mended = sum(before.get(p) != after.get(p) for p in before.keys() | after.keys())
+        counted[name] = (outputs, mended)
+        if mended:
+            record(session, "review.tallies_recounted", actor_label=by, entity_type="study", entity_id=study_id,
+                   payload={"outputs": outputs, "mended": mended})
     return counted
 
 

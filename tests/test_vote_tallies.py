@@ -16,7 +16,7 @@ from db.cases import CaseFilter
 from db.engine import Database
 from db.frames import FrameStore
 from db.migrate import downgrade, upgrade
-from db.schema import Case, Model, Prediction, ReviewItem, Run, VoteTally
+from db.schema import AuditEvent, Case, Model, Prediction, ReviewItem, Run, VoteTally
 from db.users import actor_of, create_user
 from review import studies
 from review.preferences import output_votes, vote_ratings
@@ -255,6 +255,8 @@ def test_the_cli_recounts_every_study_and_says_what_it_mended(tmp_path, monkeypa
         assert result.output.strip() == "tallied: 48 judged outputs, 5 tallies mended"
         with services.db.session_scope() as session:
             pd.testing.assert_frame_equal(_tallies(session, study_id), kept, check_dtype=False)
+            audited = session.scalars(select(AuditEvent).where(AuditEvent.action == "review.tallies_recounted"))
+            assert [(a.entity_id, a.payload) for a in audited] == [(str(study_id), {"outputs": 48, "mended": 5})]
         again = CliRunner().invoke(cli, ["db", "recount-votes"])
         assert again.output.strip() == "tallied: 48 judged outputs, 0 tallies mended"
     finally:
