@@ -18,3 +18,5 @@ def test_the_export_benchmark_runs_and_reports_its_figures():
     for figure in ("orjson from memory:", "each turn, export / serialize:", "ratio export / serialize",
                    "process CPU time"):
         assert figure in done.stdout, done.stdout
+    # The export with a date range counts the votes from the ratings and must give the same bytes.
+    assert "counted from the ratings (--since):" in done.stdout and "100 records, the same bytes" in done.stdout
