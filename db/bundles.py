@@ -61,10 +61,20 @@ class ExportFilters:
         """JSON form for the manifest and the exports table (dates as ISO 8601)."""
         return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
 
+    @property
+    def dated(self) -> bool:
+        """Whether a date range limits the source rows."""
+        return self.since is not None or self.until is not None
+
+    @property
+    def limits_cases(self) -> bool:
+        """Whether the filters admit only some cases (``case_query``)."""
+        return any((self.dataset, self.split, self.study, self.approved_only))
+
     def in_range(self, when: datetime | None) -> bool:
         """Whether ``when`` lies in [since, until) (a missing bound is open)."""
         if when is None:
-            return self.since is None and self.until is None
+            return not self.dated
         when = _aware(when)
         return (self.since is None or when >= _aware(self.since)) and (
             self.until is None or when < _aware(self.until)

@@ -103,20 +103,12 @@ class ConversationBuilder:
             second_shape,
         )
 
-    def encoded_raw(
-        self, task: str, vocabulary: Vocabulary, raw: str | None, phase_id: str | None
-    ) -> EncodedConversation | None:
-        """``encoded`` of a stored output's own turns (``raw_turns``), or None for an output without text."""
-        if raw is None or not raw.strip():
-            return None
-        return self.encoded(task, vocabulary, raw_turns(raw), phase_id)
-
     def encoded_raws(
         self, task: str, vocabulary: Vocabulary, outputs: Iterable[tuple[K, str | None, str | None]]
     ) -> dict[K, EncodedConversation | None]:
-        """{key: ``encoded_raw(task, vocabulary, raw, phase)``} of many outputs given as (key, raw, phase):
-        the same results from one loop with the common steps inlined (an export encodes one output per
-        judged prediction, and calls would cost more than the encoding)."""
+        """{key: ``encoded(task, vocabulary, raw_turns(raw), phase)``, or None for an output without text} of
+        stored outputs given as (key, raw, phase): one loop with those steps inlined (an export encodes one
+        output per judged prediction, and calls would cost more than the encoding)."""
         made: dict[K, EncodedConversation | None] = {}
         head, tail = ASSISTANT_JSON_ENDS
         encode, joint, separator = encode_basestring, _TURN_JOINT, TURN_SEPARATOR

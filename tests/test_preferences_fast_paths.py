@@ -24,7 +24,7 @@ from models.chat_formats import (
     trl_dpo_json,
     trl_dpo_row,
 )
-from models.conversations import ConversationBuilder, Shape
+from models.conversations import ConversationBuilder, Shape, raw_turns
 from models.vocabularies import load
 from review.preferences import (
     PairRules,
@@ -81,7 +81,7 @@ def test_built_conversations_equal_task_conversation():
         assert encoded.messages == [orjson.dumps(m) for m in expected]
         assert encoded.shape == Shape.of(expected)
         raw = "\n<|turn|>\n".join(turns)
-        assert builder.encoded_raw(task, vocabulary, raw, phase) == (encoded if raw.strip() else None)
+        assert builder.encoded_raws(task, vocabulary, [(0, raw, phase)]) == {0: encoded if raw.strip() else None}
 
 
 def test_the_prompt_of_encoded_conversations_equals_common_prompt():
@@ -214,7 +214,11 @@ _PIECES = ["<answer>B</answer>", "\n<|turn|>\n", "<|turn|>", "\r\n", "\n", " ", 
 def test_outputs_encoded_in_one_loop_equal_outputs_encoded_one_by_one(raws, task_vocabulary, phase):
     task, vocabulary = task_vocabulary[0], load(task_vocabulary[1])
     rows = [(key, raw, phase) for key, raw in enumerate(raws)]
-    expected = {key: ConversationBuilder().encoded_raw(task, vocabulary, raw, phase) for key, raw, _ in rows}
+    builder = ConversationBuilder()
+    expected = {
+        key: builder.encoded(task, vocabulary, raw_turns(raw), phase) if raw and raw.strip() else None
+        for key, raw, _ in rows
+    }
     assert ConversationBuilder().encoded_raws(task, vocabulary, rows) == expected
 
 

@@ -190,7 +190,7 @@ class _Report:
         rules: PairRules,
         target: str | None,
     ) -> Iterator[DataRow]:
-        if kind == "dpo" and target is None and filters.since is None and filters.until is None:
+        if kind == "dpo" and target is None and not filters.dated:
             # The common export: the database decides the pairs from the tallies.
             for study_id in find_study_ids(session, filters):
                 study = session.get(Study, study_id)

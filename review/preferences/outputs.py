@@ -214,16 +214,11 @@ class StudyOutputs(Mapping[tuple[str, str], Output]):
         if target is not None:
             self._load_ids(ids.tolist(), parsed=True)
             return {p: self.output(p).encoded_conversation(target) for p in ids.tolist()}
-        kinds = {case_id: case[1:3] for case_id, case in self.cases.items()}  # dataset, procedure
-        vocabularies = {kind: vocabulary_for(self.task, *kind) for kind in set(kinds.values())}
-        vocabulary_of = {
-            prediction_id: vocabularies[kinds[case_id]]
+        kinds = {
+            prediction_id: self.cases[case_id][1:3]  # dataset, procedure
             for prediction_id, case_id in zip(ids.tolist(), self.case_ids(ids).tolist(), strict=True)
         }
-        made: dict[int, EncodedConversation | None] = dict.fromkeys(ids.tolist())  # None: no such row
-        rows = prediction_texts(self.session, ids.tolist())  # encoded as they come: no copy is kept here
-        made.update(encoded_outputs(self.task, rows, vocabulary_of, self.conversations))
-        return made
+        return encoded_predictions(self.session, self.task, kinds, self.conversations)
 
     def case_ids(self, prediction_ids: np.ndarray) -> np.ndarray:
         """The case ids of predictions of the study (KeyError for any other)."""
@@ -341,22 +336,22 @@ def study_outputs(session: Session, study: Study, votes: StudyVotes | None = Non
     return StudyOutputs(session, study, predictions, cases, models, frames)
 
 
-def encoded_outputs(
-    task: str,
-    rows: list[tuple[int, str | None, str | None]],
-    vocabulary_of: Mapping[int, Vocabulary],
-    builder: ConversationBuilder | None = None,
+def encoded_predictions(
+    session: Session, task: str, kinds: Mapping[int, tuple[str, str]], builder: ConversationBuilder | None = None
 ) -> dict[int, EncodedConversation | None]:
-    """``ConversationBuilder.encoded_raws`` of (prediction id, raw text, phase) rows whose predictions may
-    belong to cases of several vocabularies (``vocabulary_of``; usually all share one)."""
-    builder = builder or ConversationBuilder()
+    """{prediction id: its conversation in its own turns as message encodings (``encoded_raws``), or None
+    without text or row} of the predictions in ``kinds`` ({prediction id: (dataset, procedure) of its
+    case}, which pick the vocabulary). The texts are read in bulk and encoded as they come: no copy is kept."""
+    vocabularies = {kind: vocabulary_for(task, *kind) for kind in set(kinds.values())}
+    rows = prediction_texts(session, kinds)
     groups: dict[Vocabulary, list[tuple[int, str | None, str | None]]] = {}
-    if len(set(vocabulary_of.values())) == 1:
-        groups[next(iter(vocabulary_of.values()))] = rows
+    if len(vocabularies) == 1:  # the usual study: one dataset and procedure
+        groups[next(iter(vocabularies.values()))] = rows
     else:
         for row in rows:
-            groups.setdefault(vocabulary_of[row[0]], []).append(row)
-    made: dict[int, EncodedConversation | None] = {}
+            groups.setdefault(vocabularies[kinds[row[0]]], []).append(row)
+    builder = builder or ConversationBuilder()
+    made: dict[int, EncodedConversation | None] = dict.fromkeys(kinds)
     for vocabulary, group in groups.items():
         made.update(builder.encoded_raws(task, vocabulary, group))
     return made

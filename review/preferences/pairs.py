@@ -34,7 +34,7 @@ class TalliedPairs(NamedTuple):
 def tallied_pairs(session: Session, study_id: int, filters: ExportFilters, rules: PairRules) -> TalliedPairs:
     """The preference pairs of the study's current judgments on the cases ``filters`` admit (judgment dates
     are not known to the tallies: a date range needs ``review.preferences.judged_outputs``)."""
-    if filters.since is not None or filters.until is not None:
+    if filters.dated:
         raise ValueError("tallied pairs know no judgment dates")
     good, bad = aliased(VoteTally), aliased(VoteTally)
     good_model, bad_model = aliased(Model), aliased(Model)
@@ -66,7 +66,7 @@ def tallied_pairs(session: Session, study_id: int, filters: ExportFilters, rules
         *(func.coalesce(func.sum(case((term, 1), else_=0)), 0) for term in (is_chosen, is_wrong, is_correct)),
         func.max(VoteTally.judged_at),
     ).where(VoteTally.study_id == study_id, VoteTally.reviewers > 0)
-    if any((filters.dataset, filters.split, filters.study, filters.approved_only)):
+    if filters.limits_cases:
         query = query.where(good.case_id.in_(case_query(filters)))
         totals = totals.where(VoteTally.case_id.in_(case_query(filters)))
     outputs, chosen_n, rejected_n, correct_n, newest = session.execute(totals).one()

@@ -30,9 +30,8 @@ from review.preferences.outputs import (
     FrameFile,
     Output,
     StudyOutputs,
-    encoded_outputs,
+    encoded_predictions,
     frame_files,
-    prediction_texts,
 )
 from review.preferences.pairs import TalliedPairs
 from review.preferences.votes import LEVELS, preference_pairs
@@ -105,10 +104,7 @@ def tallied_dpo_rows(
     kinds = {}  # prediction id: (dataset, procedure) of its case
     for pair in tallied.pairs:
         kinds[pair[3]] = kinds[pair[4]] = pair[6:8]
-    vocabularies = {kind: vocabulary_for(study.task, *kind) for kind in set(kinds.values())}
-    vocabulary_of = {prediction_id: vocabularies[kind] for prediction_id, kind in kinds.items()}
-    made: dict[int, EncodedConversation | None] = dict.fromkeys(kinds)  # None: no such prediction
-    made.update(encoded_outputs(study.task, prediction_texts(session, kinds), vocabulary_of))
+    made = encoded_predictions(session, study.task, kinds)
     frames = frame_files(session, {pair[5] for pair in tallied.pairs})
     yield from encoded_pair_rows(
         study.name,

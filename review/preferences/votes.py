@@ -197,13 +197,9 @@ def _rated(study_id: int, filters: ExportFilters, *columns: ColumnElement) -> Se
         .join(ReviewItem, ReviewItem.id == Judgment.item_id)
         .where(ReviewItem.study_id == study_id)
     )
-    if _filters_cases(filters):
+    if filters.limits_cases:
         query = query.where(ReviewItem.case_id.in_(case_query(filters)))
     return query
-
-
-def _filters_cases(filters: ExportFilters) -> bool:
-    return any((filters.dataset, filters.split, filters.study, filters.approved_only))
 
 
 def plain_rows(session: Session, statement: Select) -> list[tuple]:
@@ -252,9 +248,9 @@ def study_votes(
     judgment date range, only the judgments made in it. ``levels=False`` leaves the per-level counts out
     (pairs and correctness labels do not use them). Read from the tallies, or from the ratings for a date
     range."""
-    if filters.since is not None or filters.until is not None:
+    if filters.dated:
         return rated_votes(session, study_id, filters, levels=levels)
-    columns = COUNT_COLUMNS if levels else COUNT_COLUMNS[:3]
+    columns = _count_columns(levels)
     tallies = select(
         VoteTally.prediction_id,
         VoteTally.case_id,
@@ -262,7 +258,7 @@ def study_votes(
         *(getattr(VoteTally, c) for c in columns),
     ).where(VoteTally.study_id == study_id, VoteTally.reviewers > 0)
     newest = select(func.max(VoteTally.judged_at)).where(VoteTally.study_id == study_id)
-    if _filters_cases(filters):
+    if filters.limits_cases:
         tallies = tallies.where(VoteTally.case_id.in_(case_query(filters)))
         newest = newest.where(VoteTally.case_id.in_(case_query(filters)))
     rows = plain_rows(session, tallies.order_by(VoteTally.prediction_id))
@@ -284,15 +280,7 @@ def rated_votes(
     """``study_votes`` counted from every rating of the study's current judgments (the database resolves each
     rating's letter and sends it as one vote code); judgments outside ``filters``' date range are left out."""
     session.flush()
-    if filters.since is None and filters.until is None:
-        text, newest = (
-            session.connection()
-            .execute(_rated(study_id, filters, _vote_codes(), func.max(Judgment.created_at)))
-            .one()
-        )
-        codes = parse_codes(text)
-    else:
-        codes, newest = _dated_votes(session, study_id, filters)
+    codes, newest = _dated_votes(session, study_id, filters)
     predictions, counts = decode_votes(codes)
     outputs = plain_rows(
         session,
@@ -304,8 +292,13 @@ def rated_votes(
     table = np.array(outputs, dtype=np.int64).reshape(-1, 3)
     if not np.array_equal(table[:, 0], predictions):
         raise DomainError("A rating names a prediction that is not one of the study's outputs.")
-    columns = COUNT_COLUMNS if levels else COUNT_COLUMNS[:3]
+    columns = _count_columns(levels)
     return StudyVotes(predictions, table[:, 1], table[:, 2], counts[:, : len(columns)], tuple(columns), newest)
+
+
+def _count_columns(levels: bool) -> list[str]:
+    """The vote counts read: all, or without the per-level marks."""
+    return COUNT_COLUMNS if levels else COUNT_COLUMNS[:3]
 
 
 def _dated_votes(session: Session, study_id: int, filters: ExportFilters) -> tuple[np.ndarray, Any]:
