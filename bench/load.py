@@ -7,7 +7,7 @@
 For each database, in a temporary data folder: seeds the site (users, the demo pack plus ``--cases``
 synthetic frames with the demo models' outputs replayed, a study of the three demo models with ``--k``
 reviewers per case, four cases per annotator), starts ``python -m app serve`` in a subprocess, runs every
-simulated user at once for ``--seconds`` (tests/load_harness.py: reviewers open the next item and submit a
+simulated user at once for ``--seconds`` (tests/load_users.py: reviewers open the next item and submit a
 judgment; annotators open a case, save drafts, provoke edit conflicts from a second tab, submit), stops the
 app and checks the database against what the clients were told. Prints per action the count, p50, p95 and
 max latency and the rate; the judgments and versions acknowledged; conflicts (expected answers) and errors.
@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.load_harness import check_database, seed_site, simulate, start_server
+from tests.load_harness import seed_site, start_server
+from tests.load_users import check_database, simulate
 
 
 def run_one(label: str, data_dir: Path, database_url: str, args: argparse.Namespace) -> bool:

@@ -2,7 +2,7 @@
 tests/test_faults_outages.py).
 
 - The app (a subprocess) is killed with SIGKILL at random moments while simulated reviewers and annotators
-  submit judgments and save Go Zone versions (tests/load_harness.py), then restarted: after every restart
+  submit judgments and save Go Zone versions (tests/load_users.py), then restarted: after every restart
   the database passes its integrity and foreign-key checks, every judgment and version a client was told
   about is there once (a write whose answer never left the killed server may be there or not), and the
   app serves again.
@@ -29,15 +29,8 @@ from db.engine import Database
 from db.schema import Case, Frame
 from tests.browser import ROOT
 from tests.conftest import create_postgres_database
-from tests.load_harness import (
-    Ledger,
-    check_database,
-    seed_site,
-    server_env,
-    simulate,
-    start_server,
-    synthetic_frames,
-)
+from tests.load_harness import seed_site, server_env, start_server, synthetic_frames
+from tests.load_users import Ledger, check_database, simulate
 
 KILL_ROUNDS = 3  # per database; each round is a server start (~8 s here) and a run until the kill
 

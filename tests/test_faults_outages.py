@@ -30,17 +30,8 @@ from models.runner import run_predictions
 from tests.browser import free_port
 from tests.conftest import create_postgres_database
 from tests.fake_openai_server import Behaviour, FakeOpenAIServer
-from tests.load_harness import (
-    ADMIN,
-    GradioSession,
-    fetch_config,
-    new_client,
-    reviewer_names,
-    seed_site,
-    sign_in,
-    simulate,
-    start_server,
-)
+from tests.load_harness import ADMIN, reviewer_names, seed_site, start_server
+from tests.load_users import GradioSession, fetch_config, new_client, sign_in, simulate
 from tests.review_app import load_demo
 
 OUTAGE_MESSAGE = "The database is not answering right now"

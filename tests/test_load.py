@@ -1,15 +1,16 @@
-"""The load harness at small scale (tests/load_harness.py; bench/load.py runs it at full scale): simulated
-reviewers and annotators work against the real app (a subprocess) over HTTP for a few seconds, on SQLite
-and on PostgreSQL. No action may fail (edit conflicts, provoked on purpose, are expected answers), and the
-database must hold exactly what the clients were told: every acknowledged judgment and version once,
-nothing else, revisions and versions numbered without gaps, parents chained."""
+"""The load harness at small scale (tests/load_harness.py, tests/load_users.py; bench/load.py runs it at full
+scale): simulated reviewers and annotators work against the real app (a subprocess) over HTTP for a few
+seconds, on SQLite and on PostgreSQL. No action may fail (edit conflicts, provoked on purpose, are expected
+answers), and the database must hold exactly what the clients were told: every acknowledged judgment and
+version once, nothing else, revisions and versions numbered without gaps, parents chained."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.conftest import create_postgres_database
-from tests.load_harness import check_database, seed_site, simulate, start_server
+from tests.load_harness import seed_site, start_server
+from tests.load_users import check_database, simulate
 
 REVIEWERS, ANNOTATORS, SECONDS = 10, 3, 10.0
 
